@@ -68,6 +68,9 @@ export interface NativeAddon {
    * caller's: the kernel duplicates them). Returns bytes sent; -1 on EAGAIN. */
   sendMsg(fd: number, buf: Uint8Array, offset: number, length: number, fds: number[]): number;
   close(fd: number): void;
+  /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same open file (the in-memory transport uses it
+   * to hand the receiver its own copy, as SCM_RIGHTS does). */
+  dup(fd: number): number;
   /** mmap(MAP_SHARED) of `length` bytes (1..MAX_MAP_LENGTH) at file offset `offset` (a multiple
    * of the page size). fstat first: a file smaller than offset+length is refused (EINVAL) because
    * touching the missing pages would raise SIGBUS. */
