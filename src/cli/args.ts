@@ -1,0 +1,140 @@
+// Command-line parsing for `vfu`, kept apart from main.ts so tests can check every message.
+// Grammar:
+//   vfu [--verbose] serve <device> --socket <path> [--set key=value]... [--mode 0600]
+//       [--dma-layout spec|qemu-10.1] [--no-write-multiple] [serve <device> ...]...
+//   vfu list
+//   vfu help | --help | <command> --help
+
+export interface ServeTarget {
+  device: string;
+  socket: string;
+  set: Record<string, string>;
+  mode: number;
+  dmaLayout: "spec" | "qemu-10.1";
+  writeMultiple: boolean;
+}
+
+export type Command =
+  | { kind: "help"; topic: "main" | "serve" | "list" }
+  | { kind: "list" }
+  | { kind: "serve"; targets: ServeTarget[]; verbose: boolean };
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export const MAIN_HELP = `vfu: serve emulated PCI and platform devices to QEMU over vfio-user
+
+Usage:
+  vfu serve <device> --socket <path> [options] [serve <device> --socket <path> ...]
+  vfu list
+  vfu help [serve|list]
+
+Commands:
+  serve   serve one or more devices, each on its own UNIX socket
+  list    list the device models, one line each
+
+Global options:
+  --verbose   log every vfio-user message
+  -h, --help  show help
+`;
+
+export const SERVE_HELP = `Usage: vfu serve <device> --socket <path> [options] [serve <device> --socket <path> [options]]...
+
+Serve <device> on the UNIX socket <path> until interrupted (SIGINT/SIGTERM). Several
+"serve" groups run several devices in one process, one socket each.
+
+Options (apply to the serve group they follow):
+  --socket <path>        socket to listen on (required); a stale socket there is replaced
+  --set <key>=<value>    set a device option (repeatable; see "vfu list" and the device's README)
+  --mode <octal>         permission bits of the socket file (default 0600)
+  --dma-layout <layout>  DMA_READ/DMA_WRITE layout: "spec" (default) or "qemu-10.1"
+  --no-write-multiple    do not offer REGION_WRITE_MULTI to the client
+  --verbose              log every vfio-user message
+
+Example (QEMU side):
+  qemu-system-x86_64 ... -device '{"driver":"vfio-user-pci","socket":{"type":"unix","path":"<path>"}}'
+`;
+
+export const LIST_HELP = `Usage: vfu list
+
+Print the available device models, one line each: name, bus, summary.
+`;
+
+export function parseArgs(argv: readonly string[]): Command {
+  const args = [...argv];
+  let verbose = false;
+  const rest: string[] = [];
+  for (const a of args) {
+    if (a === "--verbose" || a === "-v") verbose = true;
+    else rest.push(a);
+  }
+  const cmd = rest.shift();
+  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    const topic = cmd === "help" ? rest[0] : undefined;
+    if (topic === "serve" || topic === "list") return { kind: "help", topic };
+    if (topic !== undefined) throw new UsageError(`no help on "${topic}": commands are serve and list`);
+    return { kind: "help", topic: "main" };
+  }
+  if (cmd === "list") {
+    if (rest.includes("--help") || rest.includes("-h")) return { kind: "help", topic: "list" };
+    if (rest.length > 0) throw new UsageError(`"vfu list" takes no arguments (got ${rest.join(" ")})`);
+    return { kind: "list" };
+  }
+  if (cmd !== "serve") throw new UsageError(`unknown command "${cmd}": use serve, list or help`);
+  if (rest.includes("--help") || rest.includes("-h")) return { kind: "help", topic: "serve" };
+
+  const targets: ServeTarget[] = [];
+  let cur: ServeTarget | null = null;
+  const take = (flag: string): string => {
+    const v = rest.shift();
+    if (v === undefined || v.startsWith("--")) throw new UsageError(`${flag} needs a value`);
+    return v;
+  };
+  const startTarget = (): void => {
+    const device = rest.shift();
+    if (device === undefined || device.startsWith("-"))
+      throw new UsageError('serve needs a device name (see "vfu list")');
+    cur = { device, socket: "", set: {}, mode: 0o600, dmaLayout: "spec", writeMultiple: true };
+    targets.push(cur);
+  };
+  startTarget();
+  while (rest.length > 0) {
+    const a = rest.shift()!;
+    const t = cur!;
+    if (a === "serve") {
+      startTarget();
+    } else if (a === "--socket") {
+      t.socket = take(a);
+    } else if (a === "--set") {
+      const kv = take(a);
+      const eq = kv.indexOf("=");
+      if (eq <= 0) throw new UsageError(`--set takes key=value, not "${kv}"`);
+      t.set[kv.slice(0, eq)] = kv.slice(eq + 1);
+    } else if (a === "--mode") {
+      const m = take(a);
+      if (!/^0?[0-7]{3}$/.test(m))
+        throw new UsageError(`--mode takes octal permission bits like 0600, not "${m}"`);
+      t.mode = Number.parseInt(m, 8);
+    } else if (a === "--dma-layout") {
+      const l = take(a);
+      if (l !== "spec" && l !== "qemu-10.1")
+        throw new UsageError(`--dma-layout is "spec" or "qemu-10.1", not "${l}"`);
+      t.dmaLayout = l;
+    } else if (a === "--no-write-multiple") {
+      t.writeMultiple = false;
+    } else {
+      throw new UsageError(`unknown argument "${a}" (see "vfu serve --help")`);
+    }
+  }
+  const sockets = new Set<string>();
+  for (const t of targets) {
+    if (!t.socket) throw new UsageError(`serve ${t.device}: --socket <path> is required`);
+    if (sockets.has(t.socket)) throw new UsageError(`socket ${t.socket} is given to two devices`);
+    sockets.add(t.socket);
+  }
+  return { kind: "serve", targets, verbose };
+}

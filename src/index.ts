@@ -1,0 +1,50 @@
+// The public API of vfio-user-node: everything a device model, an embedding program or a test
+// needs, and nothing else. Device models (devices/**) import only this file.
+
+export { MAX_MAP_LENGTH } from "../native/index.ts";
+export * from "../protocol/index.ts";
+export {
+  ClientError,
+  type ClientMemory,
+  type ClientOptions,
+  type RegionInfoResult,
+  VfioUserClient,
+} from "./client/client.ts";
+export {
+  type Bus,
+  type Clock,
+  Device,
+  type DeviceBehaviour,
+  type DeviceContext,
+  type DeviceDefinition,
+  type DeviceModel,
+  defineDevice,
+  type IrqApi,
+  type OptionSpec,
+  resolveOptions,
+} from "./device/device.ts";
+export { IrqController, type IrqKind, type IrqSpec, type VectorCounters } from "./device/irq.ts";
+export {
+  type CacheAttr,
+  leBytes,
+  leValue,
+  type ReadResult,
+  Region,
+  type RegionHandlers,
+  type RegionSpec,
+} from "./device/region.ts";
+export type { DmaApi } from "./iommu/dma.ts";
+export { DmaFault, type DmaFaultKind } from "./iommu/faults.ts";
+export { Limits } from "./server/limits.ts";
+export {
+  type DeviceFactory,
+  Endpoint,
+  type EndpointOptions,
+  Server,
+  serveConnection,
+} from "./server/server.ts";
+export type { Session } from "./server/session.ts";
+export type { Connection, ReceivedFrame } from "./transport/connection.ts";
+export { createMemoryPair, MemoryConnection } from "./transport/memory-pair.ts";
+export { VfuError } from "./util/errors.ts";
+export { type Logger, MemorySink, SinkLogger, silentLogger, stderrLogger } from "./util/log.ts";

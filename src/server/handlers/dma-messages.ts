@@ -1,0 +1,58 @@
+// Server-to-client DMA: the MessagePort through which the address space reaches fd-less areas,
+// with DMA_READ/DMA_WRITE requests split to the client's max_data_xfer_size. Two byte layouts
+// exist ("spec" and "qemu-10.1", see the README); the session's option picks one.
+import {
+  Command,
+  type DmaLayout,
+  decodeDmaReadReply,
+  decodeDmaWriteReply,
+  encodeDmaRead,
+  encodeDmaWrite,
+} from "../../../protocol/index.ts";
+import type { MessagePort } from "../../iommu/address-space.ts";
+import { VfuError } from "../../util/errors.ts";
+import { Limits } from "../limits.ts";
+import type { Session } from "../session.ts";
+
+export type { DmaLayout };
+
+export function createMessagePort(s: Session): MessagePort {
+  const chunk = (): number =>
+    Math.min(s.clientCaps?.maxDataXferSize ?? Limits.maxDataXferSize, Limits.maxDataXferSize);
+  return {
+    async read(iova, length) {
+      const out = new Uint8Array(length);
+      for (let done = 0; done < length; ) {
+        const n = Math.min(chunk(), length - done);
+        const addr = iova + BigInt(done);
+        const reply = await s.request(
+          Command.DMA_READ,
+          encodeDmaRead({ addr, count: n }, s.options.dmaLayout),
+        );
+        const r = decodeDmaReadReply(reply.body, s.options.dmaLayout);
+        if (r.addr !== addr || r.count !== n || !r.data || r.data.length !== n) {
+          throw new VfuError(5, `DMA_READ reply does not match the request (0x${addr.toString(16)}+${n})`);
+        }
+        out.set(r.data, done);
+        done += n;
+      }
+      return out;
+    },
+    async write(iova, data) {
+      for (let done = 0; done < data.length; ) {
+        const n = Math.min(chunk(), data.length - done);
+        const addr = iova + BigInt(done);
+        const body = encodeDmaWrite(
+          { addr, count: n, data: data.subarray(done, done + n) },
+          s.options.dmaLayout,
+        );
+        const reply = await s.request(Command.DMA_WRITE, body);
+        const r = decodeDmaWriteReply(reply.body, s.options.dmaLayout);
+        if (r && (r.addr !== addr || r.count !== n)) {
+          throw new VfuError(5, `DMA_WRITE reply does not match the request (0x${addr.toString(16)}+${n})`);
+        }
+        done += n;
+      }
+    },
+  };
+}

@@ -1,0 +1,51 @@
+// DMA_MAP and DMA_UNMAP: build and shrink the client's IO address space (src/iommu).
+// The rules: a map needs READ, page-aligned iova/size/offset, no wrap past 2^64, no overlap
+// (EEXIST), at most one fd, and an fd large enough for offset+size (else EINVAL, so a later
+// access can never raise SIGBUS); unmap takes exactly one earlier map (ENOENT otherwise), or
+// everything with the ALL flag and address and size 0.
+import { DmaUnmapFlag, decodeDmaMap, decodeDmaUnmap, encodeDmaUnmapReply } from "../../../protocol/index.ts";
+import type { ReceivedFrame } from "../../transport/connection.ts";
+import { VfuError } from "../../util/errors.ts";
+import type { HandlerResult } from "../dispatch.ts";
+import type { Session } from "../session.ts";
+
+const EINVAL = 22;
+const UNMAP_REPLY_SIZE = 24;
+
+export function handleDmaMap(s: Session, frame: ReceivedFrame): HandlerResult {
+  const req = decodeDmaMap(frame.body);
+  if (frame.fds.length > 1)
+    throw new VfuError(EINVAL, `DMA_MAP takes at most one fd, ${frame.fds.length} came`);
+  // OWNERSHIP: the fd moves into the address space, which closes it if the map fails.
+  const fd = frame.fds.length === 1 ? frame.fds.pop()! : -1;
+  s.space.map({ iova: req.addr, size: req.size, flags: req.flags, fd, offset: fd >= 0 ? req.offset : 0n });
+  return undefined;
+}
+
+export function handleDmaUnmap(s: Session, frame: ReceivedFrame): HandlerResult {
+  const req = decodeDmaUnmap(frame.body);
+  if (req.argsz < UNMAP_REPLY_SIZE) {
+    throw new VfuError(
+      EINVAL,
+      `DMA_UNMAP argsz ${req.argsz} is smaller than the ${UNMAP_REPLY_SIZE}-byte reply`,
+    );
+  }
+  if (req.flags & DmaUnmapFlag.GET_DIRTY_BITMAP) {
+    throw new VfuError(
+      EINVAL,
+      "DMA_UNMAP with a dirty bitmap (migration v1) is not supported; use DEVICE_FEATURE logging",
+    );
+  }
+  if (req.flags & ~DmaUnmapFlag.ALL)
+    throw new VfuError(EINVAL, `DMA_UNMAP flags 0x${req.flags.toString(16)} unknown`);
+  if (req.flags & DmaUnmapFlag.ALL) {
+    if (req.addr !== 0n || req.size !== 0n)
+      throw new VfuError(EINVAL, "DMA_UNMAP ALL needs address and size 0");
+    s.space.unmapAll();
+  } else {
+    s.space.unmap(req.addr, req.size);
+  }
+  return {
+    body: encodeDmaUnmapReply({ argsz: UNMAP_REPLY_SIZE, flags: req.flags, addr: req.addr, size: req.size }),
+  };
+}

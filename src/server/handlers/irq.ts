@@ -1,0 +1,40 @@
+// DEVICE_GET_IRQ_INFO and DEVICE_SET_IRQS. The codec checks the message's shape; the device's
+// IrqController checks it against the declared indices and applies the whole matrix.
+import { decodeIrqInfo, decodeSetIrqs, encodeIrqInfo } from "../../../protocol/index.ts";
+import type { ReceivedFrame } from "../../transport/connection.ts";
+import { VfuError } from "../../util/errors.ts";
+import type { HandlerResult } from "../dispatch.ts";
+import { Limits } from "../limits.ts";
+import type { Session } from "../session.ts";
+
+const EINVAL = 22;
+const IRQ_INFO_SIZE = 16;
+
+export function handleGetIrqInfo(s: Session, frame: ReceivedFrame): HandlerResult {
+  const req = decodeIrqInfo(frame.body);
+  if (req.argsz < IRQ_INFO_SIZE) {
+    throw new VfuError(
+      EINVAL,
+      `DEVICE_GET_IRQ_INFO argsz ${req.argsz} is smaller than the ${IRQ_INFO_SIZE}-byte reply`,
+    );
+  }
+  if (req.index >= s.device.irqs.numIrqs) {
+    throw new VfuError(
+      EINVAL,
+      `interrupt index ${req.index} does not exist (the device has ${s.device.irqs.numIrqs})`,
+    );
+  }
+  const info = s.device.irqs.info(req.index);
+  return {
+    body: encodeIrqInfo({ argsz: IRQ_INFO_SIZE, flags: info.flags, index: req.index, count: info.count }),
+  };
+}
+
+export function handleSetIrqs(s: Session, frame: ReceivedFrame): HandlerResult {
+  const req = decodeSetIrqs(frame.body);
+  if (frame.fds.length > Limits.maxMsgFds) throw new VfuError(EINVAL, "more fds than max_msg_fds");
+  // OWNERSHIP: the fds move into the interrupt controller (closed there on failure).
+  const fds = frame.fds.splice(0);
+  s.device.irqs.setIrqs(req, fds);
+  return undefined;
+}

@@ -1,0 +1,331 @@
+// One client connection to one device. Theory of operation:
+// - Frames arrive from the transport. Replies (to our DMA_READ/DMA_WRITE requests) are matched by
+//   msg_id and settled at once; commands go to a queue processed strictly in arrival order. A
+//   handler may be async: the next command waits for it, so a posted write is applied before a
+//   later read sees the region.
+// - Every command without NO_REPLY gets exactly one reply carrying its msg_id; a failure is a
+//   header-only reply with the errno. A NO_REPLY command is never answered, not even on error.
+// - A malformed message gets its errno and the session goes on; only a broken stream (bad
+//   framing) or a first message other than VERSION ends it.
+// - Handlers never wait for the client (DMA to fd-less memory goes out as requests the device
+//   awaits after its reply has been sent), so the client's own wait for our reply cannot deadlock.
+// - When the connection goes, every DMA map and interrupt fd the client gave is released and the
+//   device is reset for the next client.
+import {
+  type Capabilities,
+  Command,
+  commandName,
+  encodeErrorReply,
+  encodeMessage,
+  errnoName,
+  HeaderFlag,
+  ProtocolError,
+  wantsReply,
+} from "../../protocol/index.ts";
+import type { DeviceModel } from "../device/device.ts";
+import { AddressSpace } from "../iommu/address-space.ts";
+import type { DeviceDma } from "../iommu/dma.ts";
+import { DmaFault } from "../iommu/faults.ts";
+import type { Connection, ReceivedFrame } from "../transport/connection.ts";
+import { describe, errnoOf, VfuError } from "../util/errors.ts";
+import { closeFds } from "../util/fds.ts";
+import type { Logger } from "../util/log.ts";
+import { type HandlerResult, handlerFor } from "./dispatch.ts";
+import { createMessagePort, type DmaLayout } from "./handlers/dma-messages.ts";
+import { Limits } from "./limits.ts";
+
+const EINVAL = 22;
+
+export interface SessionOptions {
+  log: Logger;
+  dma: DeviceDma;
+  /** Offer REGION_WRITE_MULTI in the VERSION reply. */
+  writeMultiple: boolean;
+  /** Byte layout of the DMA_READ/DMA_WRITE messages we send (see README: QEMU layouts). */
+  dmaLayout: DmaLayout;
+  /** Log every message at debug level. */
+  verbose: boolean;
+}
+
+interface PendingRequest {
+  command: number;
+  resolve(frame: ReceivedFrame): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class Session {
+  readonly conn: Connection;
+  readonly device: DeviceModel;
+  readonly space: AddressSpace;
+  readonly log: Logger;
+  readonly options: SessionOptions;
+  /** The client's capabilities once VERSION has been negotiated. */
+  clientCaps: Capabilities | null = null;
+  readonly #queue: ReceivedFrame[] = [];
+  readonly #pending = new Map<number, PendingRequest>();
+  #processing = false;
+  #nextMsgId = 0;
+  #closing = false;
+  #torndown: Promise<void> | null = null;
+  #idle: (() => void) | null = null;
+  /** Messages handled (commands and replies), for statistics. */
+  handled = 0;
+  readonly ended: Promise<void>;
+  #resolveEnded!: () => void;
+
+  constructor(conn: Connection, device: DeviceModel, options: SessionOptions) {
+    this.conn = conn;
+    this.device = device;
+    this.options = options;
+    this.log = options.log;
+    this.space = new AddressSpace({ maxDmaMaps: Limits.maxDmaMaps, pgsize: Limits.pgsizes });
+    this.space.messages = createMessagePort(this);
+    options.dma.attach(this.space);
+    this.ended = new Promise((resolve) => {
+      this.#resolveEnded = resolve;
+    });
+    conn.setHandlers({
+      onFrame: (frame) => this.#onFrame(frame),
+      onBrokenStream: (err, header) => this.#onBrokenStream(err, header),
+      onClose: (err) => this.#onClose(err),
+    });
+  }
+
+  get negotiated(): boolean {
+    return this.clientCaps !== null;
+  }
+
+  /** Close the connection; the teardown runs once the command at hand has finished. */
+  close(reason?: Error): void {
+    this.conn.close(reason ?? null);
+  }
+
+  #onFrame(frame: ReceivedFrame): void {
+    if (this.#closing) {
+      closeFds(frame.fds);
+      return;
+    }
+    if ((frame.header.flags & HeaderFlag.TYPE_MASK) === HeaderFlag.REPLY) {
+      this.#onReply(frame);
+      return;
+    }
+    this.#queue.push(frame);
+    if (this.#queue.length >= Limits.maxQueuedCommands) this.conn.pause();
+    if (!this.#processing) void this.#process();
+  }
+
+  async #process(): Promise<void> {
+    this.#processing = true;
+    try {
+      while (this.#queue.length > 0 && !this.#closing) {
+        const frame = this.#queue.shift()!;
+        const r = this.#handle(frame);
+        if (r) await r;
+        if (this.#queue.length < Limits.maxQueuedCommands / 2) this.conn.resume();
+      }
+    } finally {
+      this.#processing = false;
+      this.#idle?.();
+    }
+  }
+
+  /** Handle one command; returns a promise only when the handler is asynchronous. */
+  #handle(frame: ReceivedFrame): Promise<void> | undefined {
+    const { header } = frame;
+    this.handled++;
+    if (this.options.verbose) {
+      this.log.debug(
+        `<- ${commandName(header.command)} id=${header.msgId} size=${header.msgSize} flags=0x${header.flags.toString(16)}` +
+          (frame.fds.length ? ` fds=${frame.fds.length}` : ""),
+      );
+    }
+    let result: HandlerResult | Promise<HandlerResult>;
+    try {
+      if (frame.fdsTruncated) {
+        throw new VfuError(EINVAL, `more fds than max_msg_fds (${Limits.maxMsgFds}) came with this message`);
+      }
+      if (!this.negotiated && header.command !== Command.VERSION) {
+        this.#fail(
+          frame,
+          new VfuError(EINVAL, `the first message must be VERSION, not ${commandName(header.command)}`),
+        );
+        this.close(new Error("client did not start with VERSION"));
+        return undefined;
+      }
+      const handler = handlerFor(header.command);
+      if (!handler) {
+        throw new VfuError(
+          38,
+          `unknown or client-illegal command ${header.command} (${commandName(header.command)})`,
+        );
+      }
+      if (!handler.takesFds && frame.fds.length > 0) {
+        throw new VfuError(
+          EINVAL,
+          `${commandName(header.command)} takes no fds but ${frame.fds.length} came`,
+        );
+      }
+      result = handler.handle(this, frame);
+    } catch (err) {
+      this.#fail(frame, err);
+      return undefined;
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (r) => this.#succeed(frame, r),
+        (err) => this.#fail(frame, err),
+      );
+    }
+    this.#succeed(frame, result);
+    return undefined;
+  }
+
+  #succeed(frame: ReceivedFrame, result: HandlerResult): void {
+    closeFds(frame.fds);
+    if (!wantsReply(frame.header.flags)) return;
+    const { header } = frame;
+    let message: Uint8Array;
+    let fds: readonly number[] = [];
+    if (result instanceof Uint8Array) {
+      message = result;
+    } else {
+      message = encodeMessage(
+        { msgId: header.msgId, command: header.command, flags: HeaderFlag.REPLY },
+        result?.body ?? null,
+      );
+      fds = result?.fds ?? [];
+    }
+    if (this.options.verbose) {
+      this.log.debug(
+        `-> ${commandName(header.command)} id=${header.msgId} size=${message.length}${fds.length ? ` fds=${fds.length}` : ""}`,
+      );
+    }
+    this.conn.send(message, fds);
+  }
+
+  #fail(frame: ReceivedFrame, err: unknown): void {
+    closeFds(frame.fds);
+    const { header } = frame;
+    const errno = errnoOf(err);
+    const expected = err instanceof VfuError || err instanceof ProtocolError || err instanceof DmaFault;
+    if (expected) {
+      this.log.debug(
+        `${commandName(header.command)} id=${header.msgId} failed: ${errnoName(errno)}: ${describe(err)}`,
+      );
+    } else {
+      this.log.error(
+        `${commandName(header.command)} id=${header.msgId}: handler error answered with ${errnoName(errno)}: ${
+          err instanceof Error ? (err.stack ?? err.message) : String(err)
+        }`,
+      );
+    }
+    if (!wantsReply(header.flags)) return;
+    if (this.options.verbose)
+      this.log.debug(`-> ${commandName(header.command)} id=${header.msgId} error ${errnoName(errno)}`);
+    this.conn.send(encodeErrorReply(header.msgId, header.command, errno));
+  }
+
+  #onBrokenStream(err: Error & { errno?: number }, header: ReceivedFrame["header"] | null): void {
+    this.log.warn(`closing the connection: broken stream: ${err.message}`);
+    if (header && (header.flags & HeaderFlag.TYPE_MASK) === HeaderFlag.COMMAND && wantsReply(header.flags)) {
+      this.conn.send(encodeErrorReply(header.msgId, header.command, err.errno ?? EINVAL));
+    }
+  }
+
+  // ---- server-to-client requests -------------------------------------------------------------
+
+  /** Send a command to the client and wait for its reply (matched by msg_id). Rejects with
+   * VfuError(errno) on an error reply, ETIMEDOUT after the request timeout, ENOTCONN on close. */
+  request(command: number, body: Uint8Array): Promise<ReceivedFrame> {
+    if (this.#closing || this.conn.closed) {
+      return Promise.reject(new VfuError(107, "the client is gone"));
+    }
+    let msgId = this.#nextMsgId;
+    // msg_ids wrap at 16 bits; skip ids still waiting for a reply.
+    for (let tries = 0; this.#pending.has(msgId) && tries < 0x10000; tries++) msgId = (msgId + 1) & 0xffff;
+    if (this.#pending.has(msgId))
+      return Promise.reject(new VfuError(16, "65,536 requests already outstanding"));
+    this.#nextMsgId = (msgId + 1) & 0xffff;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(msgId);
+        reject(
+          new VfuError(
+            110,
+            `${commandName(command)} id=${msgId}: no reply within ${Limits.requestTimeoutMs} ms`,
+          ),
+        );
+      }, Limits.requestTimeoutMs);
+      this.#pending.set(msgId, { command, resolve, reject, timer });
+      if (this.options.verbose)
+        this.log.debug(`=> ${commandName(command)} id=${msgId} size=${16 + body.length}`);
+      this.conn.send(encodeMessage({ msgId, command, flags: HeaderFlag.COMMAND }, body));
+    });
+  }
+
+  #onReply(frame: ReceivedFrame): void {
+    const { header } = frame;
+    const p = this.#pending.get(header.msgId);
+    if (!p || p.command !== header.command) {
+      closeFds(frame.fds);
+      this.log.warn(`unexpected reply ${commandName(header.command)} id=${header.msgId}: dropped`);
+      return;
+    }
+    this.#pending.delete(header.msgId);
+    clearTimeout(p.timer);
+    if (frame.fds.length > 0) {
+      closeFds(frame.fds);
+      p.reject(new VfuError(EINVAL, `reply to ${commandName(header.command)} carried fds`));
+      return;
+    }
+    if (header.flags & HeaderFlag.ERROR) {
+      p.reject(
+        new VfuError(
+          header.error || 5,
+          `client answered ${commandName(header.command)} with ${errnoName(header.error)}`,
+        ),
+      );
+      return;
+    }
+    p.resolve(frame);
+  }
+
+  // ---- teardown ------------------------------------------------------------------------------
+
+  #onClose(err: Error | null): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    if (err) this.log.info(`client connection closed: ${err.message}`);
+    else this.log.info("client disconnected");
+    this.#torndown = this.#teardown();
+  }
+
+  async #teardown(): Promise<void> {
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new VfuError(107, "the client disconnected"));
+    }
+    this.#pending.clear();
+    for (const f of this.#queue) closeFds(f.fds);
+    this.#queue.length = 0;
+    if (this.#processing) {
+      await new Promise<void>((resolve) => {
+        this.#idle = resolve;
+      });
+    }
+    this.options.dma.attach(null);
+    this.space.unmapAll();
+    try {
+      await this.device.disconnect();
+    } catch (e) {
+      this.log.error(`device reset after disconnect failed: ${describe(e)}`);
+    }
+    this.#resolveEnded();
+  }
+
+  /** Resolves when the session has released everything after its connection closed. */
+  whenTornDown(): Promise<void> {
+    return this.#torndown ?? this.ended;
+  }
+}
