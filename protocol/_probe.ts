@@ -1,1 +1,0 @@
-export const X = 1 as const;
