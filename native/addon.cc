@@ -20,9 +20,10 @@
 //   watcher. The JS callback runs through napi_make_callback (microtasks and nextTicks run after
 //   it); an exception it throws is handed to napi_fatal_exception, i.e. process 'uncaughtException',
 //   instead of escaping into libuv (which would abort).
-// - libuv allows one watcher per fd and aborts if an fd is closed under an active watcher and then
-//   re-armed, so the addon keeps a per-environment set of open Pollers: a second Poller on the same
-//   fd is refused (EEXIST) and `close(fd)` first stops any Poller on that fd. An environment
+// - libuv allows one active watcher per fd and aborts if an fd is closed under an active watcher
+//   and then re-armed, so the addon keeps a per-environment set of open Pollers: starting a second
+//   Poller on an fd that already has a started one is refused (EEXIST), and `close(fd)` first
+//   stops any Poller on that fd. An environment
 //   cleanup hook closes every handle still open when a worker or the process shuts down.
 #include <napi.h>
 #include <uv.h>
@@ -601,12 +602,6 @@ class Poller : public Napi::ObjectWrap<Poller> {
     fd_ = ArgFd(info, 0);
     if (!info[1].IsFunction()) ThrowTypeError(env, "\"callback\" must be a function");
     state_ = State(env);
-    for (Poller* other : state_->pollers) {
-      if (other->fd_ == fd_) {
-        throw ErrnoError(env, EEXIST, "uv_poll_init",
-                         "fd " + std::to_string(fd_) + " already has an open Poller (libuv allows one per fd)");
-      }
-    }
     uv_loop_t* loop = nullptr;
     NAPI_THROW_IF_FAILED_VOID(env, napi_get_uv_event_loop(env, &loop));
     auto* handle = new PollHandle();
@@ -671,6 +666,12 @@ class Poller : public Napi::ObjectWrap<Poller> {
     Napi::Env env = info.Env();
     int events = static_cast<int>(ArgInteger(info, 0, "events", 0, UV_READABLE | UV_WRITABLE | UV_DISCONNECT));
     if (handle_ == nullptr) throw ErrnoError(env, EBADF, "uv_poll_start", "the Poller is closed");
+    for (Poller* other : state_->pollers) {
+      if (other != this && other->fd_ == fd_ && other->pinned_) {
+        throw ErrnoError(env, EEXIST, "uv_poll_start",
+                         "fd " + std::to_string(fd_) + " is already watched by a started Poller (libuv allows one)");
+      }
+    }
     int err = uv_poll_start(&handle_->poll, events, OnPoll);
     if (err != 0) throw UvError(env, err, "uv_poll_start");
     if (events != 0) {
@@ -702,10 +703,13 @@ class Poller : public Napi::ObjectWrap<Poller> {
     // Nothing may escape into libuv: a C++ exception here would abort the process.
     try {
       Napi::HandleScope scope(env);
+      Napi::Object receiver = self->Value();  // keeps the object alive through the call below
+      // On an error libuv has already stopped the watcher: let go of the object as stop() would.
+      if (!uv_is_active(reinterpret_cast<uv_handle_t*>(poll))) self->Unpin();
       napi_value argv[2] = {Napi::Number::New(env, status), Napi::Number::New(env, events)};
       napi_value result;
       napi_status callStatus =
-          napi_make_callback(env, self->async_, self->Value(), self->callback_.Value(), 2, argv, &result);
+          napi_make_callback(env, self->async_, receiver, self->callback_.Value(), 2, argv, &result);
       if (callStatus == napi_pending_exception) {
         napi_value error;
         if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);

@@ -106,7 +106,9 @@ function load(): NativeAddon {
     return require("../build/Release/vfu_native.node") as NativeAddon;
   } catch (err) {
     const e = err as Error;
-    throw new Error(`the native addon is not built (run \`npm install\` or \`npm run build:native\`): ${e.message}`);
+    throw new Error(
+      `the native addon is not built (run \`npm install\` or \`npm run build:native\`): ${e.message}`,
+    );
   }
 }
 

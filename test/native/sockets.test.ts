@@ -1,10 +1,23 @@
 // Socket functions of the native addon: fd passing over socketpairs, EAGAIN/EOF, listen/connect/accept.
-import { closeSync, fstatSync, mkdtempSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  mkdtempSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
 import { native } from "../../native/index.ts";
-import { openFdCount } from "./helpers.ts";
+
+/** Open fds of this process (compare counts before and after). */
+function openFdCount(): number {
+  return readdirSync("/proc/self/fd").length;
+}
 
 function pair(t: { teardown(fn: () => void): void }): [number, number] {
   const [a, b] = native.socketPair();
@@ -56,7 +69,9 @@ for (const count of [1, 3]) {
   t.test(`${count} memfd(s) ride along and refer to the same files`, (t) => {
     const [a, b] = pair(t);
     const sent = Array.from({ length: count }, (_, i) => native.memfdCreate(`vfu-test-${i}`, 4096, false));
-    t.teardown(() => sent.forEach((fd) => native.close(fd)));
+    t.teardown(() => {
+      for (const fd of sent) native.close(fd);
+    });
     const header = Buffer.from([1, 2, 3, 4]);
     t.equal(native.sendMsg(a, header, 0, header.length, sent), header.length);
 
@@ -64,7 +79,9 @@ for (const count of [1, 3]) {
     const r = native.recvMsg(b, buf, 0, 16, 8);
     t.ok(r);
     if (!r) return t.end();
-    t.teardown(() => r.fds.forEach((fd) => native.close(fd)));
+    t.teardown(() => {
+      for (const fd of r.fds) native.close(fd);
+    });
     t.equal(r.bytes, 4);
     t.equal(r.ctrunc, false);
     t.equal(r.fds.length, count);
@@ -85,7 +102,9 @@ for (const count of [1, 3]) {
 t.test("more fds than maxFds: ctrunc, no fds returned, none leaked", (t) => {
   const [a, b] = pair(t);
   const sent = [0, 1, 2].map((i) => native.memfdCreate(`vfu-trunc-${i}`, 0, false));
-  t.teardown(() => sent.forEach((fd) => native.close(fd)));
+  t.teardown(() => {
+    for (const fd of sent) native.close(fd);
+  });
   for (const maxFds of [2, 0]) {
     t.equal(native.sendMsg(a, Buffer.from("x"), 0, 1, sent), 1);
     const before = openFdCount();
@@ -159,7 +178,11 @@ t.test("argument checks", (t) => {
   const [a] = pair(t);
   const buf = Buffer.alloc(8);
   t.throws(() => native.recvMsg(a, buf, 4, 8, 0), { code: "ERR_OUT_OF_RANGE" }, "past the end of buf");
-  t.throws(() => native.recvMsg(a, buf, 0, 0, 0), { code: "ERR_OUT_OF_RANGE" }, "length 0 would look like EOF");
+  t.throws(
+    () => native.recvMsg(a, buf, 0, 0, 0),
+    { code: "ERR_OUT_OF_RANGE" },
+    "length 0 would look like EOF",
+  );
   t.throws(() => native.recvMsg(a, buf, 0, 8, 254), { code: "ERR_OUT_OF_RANGE" }, "over SCM_MAX_FD");
   t.throws(() => native.sendMsg(a, buf, -1, 1, []), { code: "ERR_OUT_OF_RANGE" });
   t.throws(() => native.sendMsg(a, buf, 0, 0, [0]), { code: "ERR_OUT_OF_RANGE" }, "fds need a byte");
