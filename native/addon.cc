@@ -23,11 +23,13 @@
 // - libuv allows one active watcher per fd and aborts if an fd is closed under an active watcher
 //   and then re-armed, so the addon keeps a per-environment set of open Pollers: starting a second
 //   Poller on an fd that already has a started one is refused (EEXIST), and `close(fd)` first
-//   stops any Poller on that fd. An environment
-//   cleanup hook closes every handle still open when a worker or the process shuts down.
+//   stops any Poller on that fd. An environment cleanup hook closes every handle still open when a
+//   worker or the process shuts down, and the library marks itself RTLD_NODELETE so the close
+//   callbacks libuv runs after a worker has unloaded its addons still find their code.
 #include <napi.h>
 #include <uv.h>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -95,6 +97,12 @@ Napi::Error UvError(Napi::Env env, int uvErr, const char* call) {
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
+
+std::string FormatNumber(double v) {
+  char text[32];
+  snprintf(text, sizeof(text), "%.17g", v);
+  return text;
+}
 
 double ArgInteger(const Napi::CallbackInfo& info, size_t i, const char* name, double min, double max) {
   Napi::Env env = info.Env();
@@ -398,12 +406,12 @@ void FinalizeMapping(napi_env /*env*/, void* /*data*/, void* hint) {
 Napi::Value Mmap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
-  double lengthArg = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : NAN;
   if (!info[1].IsNumber()) ThrowTypeError(env, "\"length\" must be a number");
+  double lengthArg = info[1].As<Napi::Number>().DoubleValue();
   if (!std::isfinite(lengthArg) || std::trunc(lengthArg) != lengthArg || lengthArg < 1 ||
       lengthArg > kMaxMapLength) {
     throw ErrnoError(env, EINVAL, "mmap",
-                     "length " + std::to_string(lengthArg) + " is outside 1..MAX_MAP_LENGTH (" +
+                     "length " + FormatNumber(lengthArg) + " is outside 1..MAX_MAP_LENGTH (" +
                          std::to_string(static_cast<int64_t>(kMaxMapLength)) +
                          " bytes); map large areas in windows");
   }
@@ -750,7 +758,21 @@ void Close(const Napi::CallbackInfo& info) {
   if (close(fd) < 0 && errno != EINTR) throw ErrnoError(env, errno, "close");
 }
 
+// Node unloads (dlclose) an addon when the worker that loaded it exits, but libuv may still have
+// to run our close callbacks (and Node our finalizers) after that: without this, a worker that
+// exits with a Poller open crashes in uv_run. RTLD_NODELETE keeps this library mapped for good.
+void KeepLibraryLoaded() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&KeepLibraryLoaded), &self) != 0 && self.dli_fname != nullptr) {
+      dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);  // the handle is kept on purpose
+    }
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  KeepLibraryLoaded();
   auto* state = new AddonState();
   env.SetInstanceData(state);
   NAPI_THROW_IF_FAILED(env, napi_add_env_cleanup_hook(env, CloseAllPollers, state), exports);

@@ -209,3 +209,41 @@ t.test("an unhandled exception in the callback exits like any uncaught error (ch
   t.match(r.stderr, /boom from the poll callback/);
   t.end();
 });
+
+// Regression: Node unloads a worker's addons when it exits, and libuv then ran the Poller's close
+// callback from the unloaded library (SIGSEGV in uv_run). The addon now pins itself (RTLD_NODELETE).
+t.test("workers that exit with open Pollers and live mappings do not crash (child process)", (t) => {
+  // The worker loads the built addon directly: TypeScript loader hooks do not reach workers here.
+  const workerScript = `
+const { createRequire } = await import("node:module");
+const native = createRequire(${JSON.stringify(addonUrl)})("../build/Release/vfu_native.node");
+const PollEvent = { READABLE: 1, WRITABLE: 2 };
+const { parentPort } = await import("node:worker_threads");
+const [a, b] = native.socketPair();
+new native.Poller(a, () => {}).start(PollEvent.READABLE);
+const closing = new native.Poller(b, () => {});
+closing.start(PollEvent.WRITABLE);
+closing.close(); // its close callback is still pending when the worker goes away
+const fd = native.memfdCreate("vfu-worker", 4096, false);
+globalThis.keep = native.mmap(fd, 4096, 0, true);
+parentPort.postMessage("ready");
+`;
+  const script = `
+const { Worker } = await import("node:worker_threads");
+for (let i = 0; i < 3; i++) {
+  const w = new Worker(${JSON.stringify(workerScript)}, { eval: true, execArgv: [] });
+  await new Promise((resolve) => w.once("message", resolve));
+  await w.terminate();
+}
+console.log("ok workers");
+`;
+  const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: repoRoot,
+    encoding: "utf8",
+    timeout: 20000,
+  });
+  t.equal(r.signal, null, `no crash (stderr: ${r.stderr})`);
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /ok workers/);
+  t.end();
+});
