@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # single-quoted scripts and formats are expanded by their own shell
 # Make (once) and verify (every time) the Debian trixie chroot that holds a QEMU with the
 # vfio-user client (`-device vfio-user-pci`), the guest kernel with its modules, and a static
 # busybox for the guest's userland.
@@ -28,7 +29,7 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
   exit "${1:-0}"
 }
 case "${1:-}" in
@@ -186,7 +187,7 @@ rm -rf "$TMP"/var/lib/apt/lists/*_Packages "$TMP"/usr/share/doc/* "$TMP"/usr/sha
 t_install=$(since "$t0")
 log "packages installed in $t_install s"
 
-kernel=$(cd "$TMP/boot" && ls vmlinuz-* | sort -V | tail -n1)
+kernel=$(cd "$TMP/boot" && printf '%s\n' vmlinuz-* | sort -V | tail -n1)
 qver=$(in_chroot "$TMP" dpkg-query -W -f '${Version}' qemu-system-x86)
 cat >"$TMP/$MARKER" <<EOF
 made-by=scripts/qemu/setup-chroot.sh

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC3045 # busybox ash: read -t exists
 # Common start of every guest /init (busybox sh). A per-test init does:
 #
 #   #!/bin/sh
