@@ -18,6 +18,7 @@ export {
   type DeviceContext,
   type DeviceDefinition,
   type DeviceModel,
+  type DeviceSetup,
   defineDevice,
   type IrqApi,
   type OptionSpec,
@@ -35,6 +36,28 @@ export {
 } from "./device/region.ts";
 export type { DmaApi } from "./iommu/dma.ts";
 export { DmaFault, type DmaFaultKind } from "./iommu/faults.ts";
+export {
+  type DtClock,
+  type DtInterrupt,
+  DtIrqType,
+  type DtPropertyValue,
+  type DtReg,
+  formatDescriptionJson,
+  type InterruptSense,
+  type PlatformDescription,
+  renderDts,
+} from "./platform/device-tree.ts";
+export {
+  definePlatformDevice,
+  describeDevice,
+  type InterruptLineSpec,
+  isPlatformDeviceDefinition,
+  type MmioRegionSpec,
+  PlatformDevice,
+  type PlatformDeviceDefinition,
+  type PlatformDeviceSpec,
+} from "./platform/platform-device.ts";
+export { REGION_TYPE_VENDOR_BIT, VFU_REGION_TYPE, VfuRegionSubtype } from "./platform/region-type.ts";
 export { Limits } from "./server/limits.ts";
 export {
   type DeviceFactory,

@@ -58,9 +58,11 @@ import {
   type MessageHeader,
   parseCapabilities,
   type RegionCap,
+  RegionCapId,
   type RegionInfo,
   type WriteMultiEntry,
 } from "../../protocol/index.ts";
+import { VFU_REGION_TYPE, VfuRegionSubtype } from "../platform/region-type.ts";
 import type { Connection, ReceivedFrame } from "../transport/connection.ts";
 import { SocketConnection } from "../transport/socket-connection.ts";
 import { VfuError } from "../util/errors.ts";
@@ -386,6 +388,36 @@ export class VfioUserClient {
     }
     if (fds.length > 1) closeFds(fds.splice(1));
     return { ...reply, fd: fds[0] ?? null };
+  }
+
+  /** The first region whose info carries a TYPE capability {type, subtype}, or null. Fds offered
+   * with the region infos looked at are closed (the result's `fd` is null). */
+  async findRegionByType(type: number, subtype: number): Promise<RegionInfoResult | null> {
+    const { numRegions } = await this.getDeviceInfo();
+    for (let index = 0; index < numRegions; index++) {
+      const info = await this.getRegionInfo(index);
+      if (info.fd !== null) closeFds([info.fd]);
+      const found = info.caps.some(
+        (c) => c.id === RegionCapId.TYPE && "type" in c && c.type === type && c.subtype === subtype,
+      );
+      if (found) return { ...info, fd: null };
+    }
+    return null;
+  }
+
+  /** A platform device's device-tree source, read from the region typed {VFU_REGION_TYPE,
+   * DEVICE_TREE} (src/platform/region-type.ts) in transfers the server accepts; null when the
+   * device has no such region. */
+  async readDeviceTree(): Promise<string | null> {
+    const info = await this.findRegionByType(VFU_REGION_TYPE, VfuRegionSubtype.DEVICE_TREE);
+    if (!info) return null;
+    const size = Number(info.size);
+    const text = new Uint8Array(size);
+    const chunk = Math.max(1, Math.min(this.serverCaps.maxDataXferSize, this.#opts.maxDataXferSize));
+    for (let at = 0; at < size; at += chunk) {
+      text.set(await this.regionRead(info.index, at, Math.min(chunk, size - at)), at);
+    }
+    return new TextDecoder("utf-8", { fatal: true }).decode(text);
   }
 
   async getRegionIoFds(index: number, argsz = 16): Promise<{ entries: IoFdEntry[]; fds: number[] }> {

@@ -66,6 +66,9 @@ export interface DeviceDefinition {
   irqs: readonly IrqSpec[];
   options?: Readonly<Record<string, OptionSpec>>;
   create(ctx: DeviceContext): DeviceBehaviour;
+  /** Extra DEVICE_GET_REGION_INFO capabilities of a region (the platform layer's TYPE cap on its
+   * device-tree region). Omitted: none. */
+  regionCaps?(index: number): RegionCap[];
 }
 
 export function defineDevice(def: DeviceDefinition): DeviceDefinition {
@@ -155,12 +158,14 @@ export class Device implements DeviceModel {
   readonly #regions: (Region | undefined)[] = [];
   readonly #behaviour: DeviceBehaviour;
   readonly #clock: Clock;
+  readonly #regionCapsOf: DeviceDefinition["regionCaps"];
 
   constructor(def: DeviceDefinition, setup: DeviceSetup, extraRegions: Record<number, RegionHandlers> = {}) {
     this.name = def.name;
     this.log = setup.log;
     this.flags = (def.bus === "pci" ? DeviceFlag.PCI : DeviceFlag.PLATFORM) | DeviceFlag.RESET;
     this.irqs = new IrqController(def.irqs, setup.log);
+    this.#regionCapsOf = def.regionCaps?.bind(def);
     this.#clock = setup.clock ?? new RealClock();
     const specs = [...def.regions].sort((a, b) => a.index - b.index);
     const created: Region[] = [];
@@ -210,8 +215,8 @@ export class Device implements DeviceModel {
     return this.#regions[index];
   }
 
-  regionCaps(_index: number): RegionCap[] {
-    return [];
+  regionCaps(index: number): RegionCap[] {
+    return this.#regionCapsOf?.(index) ?? [];
   }
 
   #regionOrThrow(index: number): Region {
