@@ -36,6 +36,36 @@ export {
 } from "./device/region.ts";
 export type { DmaApi } from "./iommu/dma.ts";
 export { DmaFault, type DmaFaultKind } from "./iommu/faults.ts";
+export { BarBits, type BarSpec, type RomSpec } from "./pci/bar.ts";
+export { ExpressCap, ExpressDevCtl, ExpressDevSta, type ExpressSpec } from "./pci/capabilities/express.ts";
+export { type DsnSpec, ExtCap, type VsecSpec } from "./pci/capabilities/ext.ts";
+export { MsiCap, MsiControl, type MsiSpec } from "./pci/capabilities/msi.ts";
+export {
+  MSIX_ENTRY_MASKED,
+  MsixCap,
+  MsixControl,
+  MsixEntry,
+  type MsixSpec,
+} from "./pci/capabilities/msix.ts";
+export { PmCap, PmCsr, type PmSpec, PowerState } from "./pci/capabilities/pm.ts";
+export { VendorCap, type VendorCapSpec } from "./pci/capabilities/vendor.ts";
+export { ConfigSpace } from "./pci/config-space.ts";
+export { PciCommand, PciHeader, type PciIds, PciStatus } from "./pci/header.ts";
+export type { PciIrqApi, PciIrqMode } from "./pci/interrupts.ts";
+export { type DumpOptions, dumpConfigSpace, formatLspciDump } from "./pci/lspci.ts";
+export {
+  definePciDevice,
+  layoutPci,
+  type PciCapabilities,
+  PciDevice,
+  type PciDeviceBehaviour,
+  type PciDeviceContext,
+  type PciDeviceDefinition,
+  type PciDeviceSpec,
+  type PciLayout,
+  type PciResetKind,
+} from "./pci/pci-device.ts";
+export type { PciFunction, PciFunctionApi } from "./pci/pci-function.ts";
 export {
   type DtClock,
   type DtInterrupt,
