@@ -3,6 +3,7 @@
 //   vfu [--verbose] serve <device> --socket <path> [--set key=value]... [--mode 0600]
 //       [--dma-layout spec|qemu-10.1] [--no-write-multiple] [serve <device> ...]...
 //   vfu list
+//   vfu describe <device> [--json]
 //   vfu help | --help | <command> --help
 
 export interface ServeTarget {
@@ -15,8 +16,9 @@ export interface ServeTarget {
 }
 
 export type Command =
-  | { kind: "help"; topic: "main" | "serve" | "list" }
+  | { kind: "help"; topic: "main" | "serve" | "list" | "describe" }
   | { kind: "list" }
+  | { kind: "describe"; device: string; json: boolean }
   | { kind: "serve"; targets: ServeTarget[]; verbose: boolean };
 
 export class UsageError extends Error {
@@ -31,11 +33,13 @@ export const MAIN_HELP = `vfu: serve emulated PCI and platform devices to QEMU o
 Usage:
   vfu serve <device> --socket <path> [options] [serve <device> --socket <path> ...]
   vfu list
-  vfu help [serve|list]
+  vfu describe <device> [--json]
+  vfu help [serve|list|describe]
 
 Commands:
-  serve   serve one or more devices, each on its own UNIX socket
-  list    list the device models, one line each
+  serve     serve one or more devices, each on its own UNIX socket
+  list      list the device models, one line each
+  describe  print a platform device's device-tree description (DTS)
 
 Global options:
   --verbose   log every vfio-user message
@@ -64,6 +68,18 @@ export const LIST_HELP = `Usage: vfu list
 Print the available device models, one line each: name, bus, summary.
 `;
 
+export const DESCRIBE_HELP = `Usage: vfu describe <device> [--json]
+
+Print the device-tree description of a platform device: its compatible strings, its MMIO
+regions (reg), its interrupt lines (interrupts), clocks and properties, as device-tree source.
+A device declared with definePlatformDevice serves exactly this text to clients in its
+device-tree region. reg = <vfio-user region, offset, size>; interrupts = <vfio-user irq index,
+vector, sense>. PCI devices have no device-tree description (their config space describes them).
+
+Options:
+  --json   print the description as JSON instead of DTS
+`;
+
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
   let verbose = false;
@@ -75,8 +91,9 @@ export function parseArgs(argv: readonly string[]): Command {
   const cmd = rest.shift();
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
     const topic = cmd === "help" ? rest[0] : undefined;
-    if (topic === "serve" || topic === "list") return { kind: "help", topic };
-    if (topic !== undefined) throw new UsageError(`no help on "${topic}": commands are serve and list`);
+    if (topic === "serve" || topic === "list" || topic === "describe") return { kind: "help", topic };
+    if (topic !== undefined)
+      throw new UsageError(`no help on "${topic}": commands are serve, list and describe`);
     return { kind: "help", topic: "main" };
   }
   if (cmd === "list") {
@@ -84,7 +101,22 @@ export function parseArgs(argv: readonly string[]): Command {
     if (rest.length > 0) throw new UsageError(`"vfu list" takes no arguments (got ${rest.join(" ")})`);
     return { kind: "list" };
   }
-  if (cmd !== "serve") throw new UsageError(`unknown command "${cmd}": use serve, list or help`);
+  if (cmd === "describe") {
+    if (rest.includes("--help") || rest.includes("-h")) return { kind: "help", topic: "describe" };
+    const json = rest.includes("--json");
+    const others = rest.filter((a) => a !== "--json");
+    const device = others.shift();
+    if (device === undefined || device.startsWith("-")) {
+      throw new UsageError(
+        device === undefined
+          ? 'describe needs a device name (see "vfu list")'
+          : `unknown argument "${device}" (see "vfu describe --help")`,
+      );
+    }
+    if (others.length > 0) throw new UsageError(`"vfu describe" takes one device (got ${others.join(" ")})`);
+    return { kind: "describe", device, json };
+  }
+  if (cmd !== "serve") throw new UsageError(`unknown command "${cmd}": use serve, list, describe or help`);
   if (rest.includes("--help") || rest.includes("-h")) return { kind: "help", topic: "serve" };
 
   const targets: ServeTarget[] = [];

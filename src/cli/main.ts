@@ -1,9 +1,11 @@
 // `vfu`: the command line. See args.ts for the grammar and the help texts.
 import { deviceModels, findDeviceModel } from "../../devices/index.ts";
 import { Device, resolveOptions } from "../device/device.ts";
+import { formatDescriptionJson, renderDts } from "../platform/device-tree.ts";
+import { describeDevice } from "../platform/platform-device.ts";
 import { Server } from "../server/server.ts";
 import { stderrLogger } from "../util/log.ts";
-import { LIST_HELP, MAIN_HELP, parseArgs, SERVE_HELP, UsageError } from "./args.ts";
+import { DESCRIBE_HELP, LIST_HELP, MAIN_HELP, parseArgs, SERVE_HELP, UsageError } from "./args.ts";
 
 function fail(message: string): never {
   process.stderr.write(`vfu: ${message}\n`);
@@ -19,7 +21,21 @@ async function main(argv: string[]): Promise<void> {
     throw err;
   }
   if (cmd.kind === "help") {
-    process.stdout.write(cmd.topic === "serve" ? SERVE_HELP : cmd.topic === "list" ? LIST_HELP : MAIN_HELP);
+    const help = { main: MAIN_HELP, serve: SERVE_HELP, list: LIST_HELP, describe: DESCRIBE_HELP };
+    process.stdout.write(help[cmd.topic]);
+    return;
+  }
+  if (cmd.kind === "describe") {
+    const def = findDeviceModel(cmd.device);
+    if (!def)
+      fail(`unknown device "${cmd.device}" (available: ${deviceModels.map((d) => d.name).join(", ")})`);
+    let description: ReturnType<typeof describeDevice>;
+    try {
+      description = describeDevice(def);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+    process.stdout.write(cmd.json ? formatDescriptionJson(description) : renderDts(description));
     return;
   }
   if (cmd.kind === "list") {
