@@ -64,7 +64,7 @@ import {
 } from "../../protocol/index.ts";
 import { VFU_REGION_TYPE, VfuRegionSubtype } from "../platform/region-type.ts";
 import type { Connection, ReceivedFrame } from "../transport/connection.ts";
-import { SocketConnection } from "../transport/socket-connection.ts";
+import { connectUnix } from "../transport/listener.ts";
 import { VfuError } from "../util/errors.ts";
 import { closeFds } from "../util/fds.ts";
 
@@ -158,8 +158,7 @@ export class VfioUserClient {
 
   /** Connect to a server's socket and negotiate. */
   static async connect(path: string, opts: ClientOptions = {}): Promise<VfioUserClient> {
-    const fd = native.connectUnix(path);
-    const conn = new SocketConnection(fd, {
+    const conn = connectUnix(path, {
       maxMessageSize: (opts.maxDataXferSize ?? 1024 * 1024) + 64,
       maxRecvFds: opts.maxMsgFds ?? 8,
       maxQueuedBytes: 64 * 1024 * 1024,

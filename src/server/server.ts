@@ -9,13 +9,14 @@
 // The socket file is created with mode 0600 unless configured. An existing path is replaced only
 // when it is a stale socket (nothing accepts on it); a live socket or any other kind of file is
 // never removed: `listen` fails with a message naming the path.
-import { lstatSync, unlinkSync } from "node:fs";
-import { native, PollEvent, type PollerInstance } from "../../native/index.ts";
 import { encodeErrorReply, HeaderFlag, wantsReply } from "../../protocol/index.ts";
 import type { DeviceModel } from "../device/device.ts";
 import { DeviceDma } from "../iommu/dma.ts";
 import type { Connection } from "../transport/connection.ts";
-import { SocketConnection } from "../transport/socket-connection.ts";
+import { UnixListener } from "../transport/listener.ts";
+
+export { prepareSocketPath } from "../transport/listener.ts";
+
 import { closeFds } from "../util/fds.ts";
 import { type Logger, silentLogger } from "../util/log.ts";
 import type { DmaLayout } from "./handlers/dma-messages.ts";
@@ -41,8 +42,7 @@ export class Endpoint {
   readonly socketPath: string;
   readonly device: DeviceModel;
   readonly log: Logger;
-  readonly #listenFd: number;
-  readonly #poller: PollerInstance;
+  readonly #listener: UnixListener;
   readonly #dma: DeviceDma;
   readonly #opts: EndpointOptions;
   #session: Session | null = null;
@@ -57,47 +57,35 @@ export class Endpoint {
     this.#opts = opts;
     this.log = opts.log ?? silentLogger;
     this.#dma = new DeviceDma(this.log);
-    prepareSocketPath(opts.socketPath);
-    this.#listenFd = native.listenUnix(opts.socketPath, 16, opts.mode ?? 0o600);
+    const device = factory(this.#dma, this.log);
     try {
-      this.device = factory(this.#dma, this.log);
+      this.#listener = new UnixListener(
+        opts.socketPath,
+        opts.mode ?? 0o600,
+        {
+          maxMessageSize: Limits.maxMessageSize,
+          maxRecvFds: Limits.maxMsgFds,
+          maxQueuedBytes: Limits.maxQueuedReplyBytes,
+          readBufferSize: Limits.readBufferSize,
+          name: `${device.name} client`,
+        },
+        (conn) => {
+          if (this.#session || this.#closed) this.#refuseBusy(conn);
+          else this.#startSession(conn);
+        },
+        (err) => this.log.warn(`accept failed: ${err.message}`),
+      );
     } catch (err) {
-      native.close(this.#listenFd);
-      unlinkQuietly(opts.socketPath);
+      device.dispose();
       throw err;
     }
-    this.#poller = new native.Poller(this.#listenFd, (status) => {
-      if (status >= 0) this.#acceptAll();
-    });
-    this.#poller.start(PollEvent.READABLE);
-    this.log.info(`serving ${this.device.name} on ${opts.socketPath}`);
+    this.device = device;
+    this.log.info(`serving ${device.name} on ${opts.socketPath}`);
   }
 
   /** The session of the client being served, if any. */
   get session(): Session | null {
     return this.#session;
-  }
-
-  #acceptAll(): void {
-    for (;;) {
-      let fd: number | null;
-      try {
-        fd = native.accept(this.#listenFd);
-      } catch (err) {
-        this.log.warn(`accept failed: ${(err as Error).message}`);
-        return;
-      }
-      if (fd === null) return;
-      const conn = new SocketConnection(fd, {
-        maxMessageSize: Limits.maxMessageSize,
-        maxRecvFds: Limits.maxMsgFds,
-        maxQueuedBytes: Limits.maxQueuedReplyBytes,
-        readBufferSize: Limits.readBufferSize,
-        name: `${this.device.name} client`,
-      });
-      if (this.#session || this.#closed) this.#refuseBusy(conn);
-      else this.#startSession(conn);
-    }
   }
 
   #startSession(conn: Connection): void {
@@ -141,9 +129,7 @@ export class Endpoint {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#poller.close();
-    native.close(this.#listenFd);
-    unlinkQuietly(this.socketPath);
+    this.#listener.close();
     for (const c of [...this.#busy]) c.close();
     const s = this.#session;
     if (s) {
@@ -152,41 +138,6 @@ export class Endpoint {
     }
     this.device.dispose();
   }
-}
-
-function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // already gone
-  }
-}
-
-/** Make `path` free for a new socket, or throw a message naming why it is not. */
-export function prepareSocketPath(path: string): void {
-  let st: ReturnType<typeof lstatSync>;
-  try {
-    st = lstatSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw new Error(`cannot inspect socket path ${path}: ${(err as Error).message}`);
-  }
-  if (!st.isSocket()) {
-    throw new Error(`${path} exists and is not a socket; refusing to remove it`);
-  }
-  let probe: number;
-  try {
-    probe = native.connectUnix(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ECONNREFUSED") {
-      unlinkSync(path); // stale: nothing accepts on it
-      return;
-    }
-    throw new Error(`cannot probe existing socket ${path}: ${(err as Error).message}`);
-  }
-  native.close(probe);
-  throw new Error(`${path} is in use by a running server; choose another --socket`);
 }
 
 /** Several endpoints in one process. */
@@ -213,12 +164,12 @@ export class Server {
 /** Serve a device over an already-connected transport (tests, fuzzing, embedding). */
 export function serveConnection(
   conn: Connection,
-  factory: DeviceFactory | DeviceModel,
+  factory: DeviceFactory,
   opts: Omit<EndpointOptions, "socketPath"> & { dma?: DeviceDma } = {},
 ): Session {
   const log = opts.log ?? silentLogger;
   const dma = opts.dma ?? new DeviceDma(log);
-  const device = typeof factory === "function" ? factory(dma, log) : factory;
+  const device = factory(dma, log);
   return new Session(conn, device, {
     log,
     dma,
