@@ -79,7 +79,11 @@ export class Session {
     this.device = device;
     this.options = options;
     this.log = options.log;
-    this.space = new AddressSpace({ maxDmaMaps: Limits.maxDmaMaps, pgsize: Limits.pgsizes });
+    this.space = new AddressSpace({
+      maxDmaMaps: Limits.maxDmaMaps,
+      pgsize: Limits.pgsizes,
+      log: options.log,
+    });
     this.space.messages = createMessagePort(this);
     options.dma.attach(this.space);
     this.ended = new Promise((resolve) => {
@@ -314,8 +318,10 @@ export class Session {
         this.#idle = resolve;
       });
     }
+    // The device is told of each area going and its transfers finish before the space is empty;
+    // only then does it lose the space (new DMA faults "no-client").
+    await this.space.unmapAll();
     this.options.dma.attach(null);
-    this.space.unmapAll();
     try {
       await this.device.disconnect();
     } catch (e) {

@@ -1,6 +1,8 @@
 // Server-to-client DMA: the MessagePort through which the address space reaches fd-less areas,
 // with DMA_READ/DMA_WRITE requests split to the client's max_data_xfer_size. Two byte layouts
-// exist ("spec" and "qemu-10.1", see the README); the session's option picks one.
+// exist ("spec" and "qemu-10.1", see the README); the session's option picks one. A transfer whose
+// area is being unmapped (its signal aborted) stops before its next message: the unmap waits for
+// the message already out, not for the rest of a long transfer.
 import {
   Command,
   type DmaLayout,
@@ -9,7 +11,7 @@ import {
   encodeDmaRead,
   encodeDmaWrite,
 } from "../../../protocol/index.ts";
-import type { MessagePort } from "../../iommu/address-space.ts";
+import type { MessagePort } from "../../iommu/backing.ts";
 import { VfuError } from "../../util/errors.ts";
 import { Limits } from "../limits.ts";
 import type { Session } from "../session.ts";
@@ -20,9 +22,10 @@ export function createMessagePort(s: Session): MessagePort {
   const chunk = (): number =>
     Math.min(s.clientCaps?.maxDataXferSize ?? Limits.maxDataXferSize, Limits.maxDataXferSize);
   return {
-    async read(iova, length) {
+    async read(iova, length, signal) {
       const out = new Uint8Array(length);
       for (let done = 0; done < length; ) {
+        signal?.throwIfAborted();
         const n = Math.min(chunk(), length - done);
         const addr = iova + BigInt(done);
         const reply = await s.request(
@@ -38,8 +41,9 @@ export function createMessagePort(s: Session): MessagePort {
       }
       return out;
     },
-    async write(iova, data) {
+    async write(iova, data, signal) {
       for (let done = 0; done < data.length; ) {
+        signal?.throwIfAborted();
         const n = Math.min(chunk(), data.length - done);
         const addr = iova + BigInt(done);
         const body = encodeDmaWrite(

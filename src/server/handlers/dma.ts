@@ -1,8 +1,13 @@
-// DMA_MAP and DMA_UNMAP: build and shrink the client's IO address space (src/iommu).
-// The rules: a map needs READ, page-aligned iova/size/offset, no wrap past 2^64, no overlap
-// (EEXIST), at most one fd, and an fd large enough for offset+size (else EINVAL, so a later
-// access can never raise SIGBUS); unmap takes exactly one earlier map (ENOENT otherwise), or
+// DMA_MAP and DMA_UNMAP: build and shrink the client's IO address space (src/iommu). The rules
+// live in address-space.ts: a map needs READ, page-aligned iova/size/offset, no wrap past 2^64
+// (EINVAL), room under max_dma_maps (ENOSPC), no overlap (EEXIST), at most one fd, and an fd large
+// enough for offset+size (EINVAL, so a later access can never raise SIGBUS). An unmap takes
+// exactly one earlier map (ENOENT otherwise: part of an area, several areas or nothing), or
 // everything with the ALL flag and address and size 0.
+//
+// An unmap is asynchronous (G5): the device is told first, transfers in flight on the area finish
+// or fail, views are detached, and only then does the reply go out. The session waits for it
+// before the next command, so no later command sees the area half gone.
 import { DmaUnmapFlag, decodeDmaMap, decodeDmaUnmap, encodeDmaUnmapReply } from "../../../protocol/index.ts";
 import type { ReceivedFrame } from "../../transport/connection.ts";
 import { VfuError } from "../../util/errors.ts";
@@ -22,7 +27,7 @@ export function handleDmaMap(s: Session, frame: ReceivedFrame): HandlerResult {
   return undefined;
 }
 
-export function handleDmaUnmap(s: Session, frame: ReceivedFrame): HandlerResult {
+export async function handleDmaUnmap(s: Session, frame: ReceivedFrame): Promise<HandlerResult> {
   const req = decodeDmaUnmap(frame.body);
   if (req.argsz < UNMAP_REPLY_SIZE) {
     throw new VfuError(
@@ -41,9 +46,9 @@ export function handleDmaUnmap(s: Session, frame: ReceivedFrame): HandlerResult 
   if (req.flags & DmaUnmapFlag.ALL) {
     if (req.addr !== 0n || req.size !== 0n)
       throw new VfuError(EINVAL, "DMA_UNMAP ALL needs address and size 0");
-    s.space.unmapAll();
+    await s.space.unmapAll();
   } else {
-    s.space.unmap(req.addr, req.size);
+    await s.space.unmap(req.addr, req.size);
   }
   return {
     body: encodeDmaUnmapReply({ argsz: UNMAP_REPLY_SIZE, flags: req.flags, addr: req.addr, size: req.size }),
