@@ -34,8 +34,23 @@ export {
   type RegionHandlers,
   type RegionSpec,
 } from "./device/region.ts";
-export type { DmaApi } from "./iommu/dma.ts";
-export { DmaFault, type DmaFaultKind } from "./iommu/faults.ts";
+export { AddressSpace, MAX_DMA_LENGTH, type MapRequest } from "./iommu/address-space.ts";
+export type { Area } from "./iommu/area.ts";
+export type { BackingKind } from "./iommu/backing.ts";
+export { DirtyLog, type DirtyRange, MAX_DIRTY_RANGES } from "./iommu/dirty.ts";
+export {
+  DeviceDma,
+  type DmaAccess,
+  type DmaApi,
+  type DmaSegment,
+  type DmaSgList,
+  type DmaUnmapEvent,
+  type DmaUnmapListener,
+  type DmaView,
+} from "./iommu/dma.ts";
+export { FAULT_POINTS, type FaultPoint, faultInjection, InjectedFault } from "./iommu/fault-injection.ts";
+export { DMA_FAULT_KINDS, DmaFault, type DmaFaultKind } from "./iommu/faults.ts";
+export { type PeerRegistration, PeerRegistry, type PeerTarget, peers } from "./iommu/peers.ts";
 export { BarBits, type BarSpec, type RomSpec } from "./pci/bar.ts";
 export { ExpressCap, ExpressDevCtl, ExpressDevSta, type ExpressSpec } from "./pci/capabilities/express.ts";
 export { type DsnSpec, ExtCap, type VsecSpec } from "./pci/capabilities/ext.ts";
