@@ -43,7 +43,7 @@ import {
   HeaderFlag,
   parseCapabilities,
 } from "../../protocol/index.ts";
-import { hex, loadTrace, type TraceMessage, toHex } from "./helpers.ts";
+import { hex, loadTrace, type TraceMessage, toHex } from "../fixtures/protocol/helpers.ts";
 
 type Decoded = Record<string, unknown>;
 interface Codec {
