@@ -31,7 +31,10 @@ export class MemoryConnection implements Connection {
   peer!: MemoryConnection;
   readonly #reader: StreamReader;
   readonly #opts: ConnectionOptions & MemoryPairOptions;
-  readonly #inbox: Chunk[] = [];
+  // A queue with a moving head: `shift()` on a large array is O(n), and a 1 MiB message cut into
+  // 1-byte chunks (the fuzzer does that) made delivery quadratic: minutes for one message.
+  #inbox: Chunk[] = [];
+  #inboxHead = 0;
   #handlers: ConnectionHandlers | null = null;
   #closed = false;
   #paused = false;
@@ -59,7 +62,7 @@ export class MemoryConnection implements Connection {
 
   /** Chunks waiting in this end's inbox (manual mode). */
   get pending(): number {
-    return this.#inbox.length;
+    return this.#inbox.length - this.#inboxHead;
   }
 
   send(message: Uint8Array, fds: readonly number[] = []): void {
@@ -130,8 +133,13 @@ export class MemoryConnection implements Connection {
         this.#handlers?.onFrame(frame);
         continue;
       }
-      const chunk = this.#inbox.shift();
+      const chunk = this.#inbox[this.#inboxHead];
       if (!chunk) break;
+      this.#inbox[this.#inboxHead++] = undefined as unknown as Chunk;
+      if (this.#inboxHead === this.#inbox.length) {
+        this.#inbox = [];
+        this.#inboxHead = 0;
+      }
       this.#reader.push(chunk.bytes, chunk.fds, chunk.truncated);
     }
     return delivered;
@@ -150,8 +158,9 @@ export class MemoryConnection implements Connection {
   close(err: Error | null = null): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const c of this.#inbox) closeFds(c.fds);
-    this.#inbox.length = 0;
+    for (let i = this.#inboxHead; i < this.#inbox.length; i++) closeFds(this.#inbox[i]!.fds);
+    this.#inbox = [];
+    this.#inboxHead = 0;
     this.#reader.dispose();
     this.#handlers?.onClose(err);
     // The peer sees EOF.
