@@ -61,7 +61,10 @@ export function handleRegionInfo(s: Session, frame: ReceivedFrame): HandlerResul
   if (region.readable) flags |= RegionFlag.READ;
   if (region.writable) flags |= RegionFlag.WRITE;
   const caps: RegionCap[] = [...s.device.regionCaps(req.index)];
-  const fd = region.mmapFd;
+  // A client that said it receives no fds (max_msg_fds 0) must not get one: the region is then
+  // offered without MMAP and reached by REGION_READ/WRITE. (Found by the fuzzer: the fd went out
+  // regardless, which a client that sized its control buffer for 0 fds sees as a broken reply.)
+  const fd = (s.clientCaps?.maxMsgFds ?? 1) >= 1 ? region.mmapFd : null;
   if (fd !== null) {
     flags |= RegionFlag.MMAP;
     if (!caps.some((c) => c.id === RegionCapId.SPARSE_MMAP)) {
