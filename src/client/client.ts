@@ -108,7 +108,10 @@ interface Pending {
   command: number;
   resolve(frame: ReceivedFrame): void;
   reject(err: Error): void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which the request times out */
+  deadline: number;
+  /** the rejection to use on timeout */
+  timeout(): Error;
 }
 
 export class ClientError extends VfuError {
@@ -129,6 +132,7 @@ export class VfioUserClient {
   readonly #memories: ClientMemory[] = [];
   readonly #ownedFds = new Set<number>();
   #nextId = 0;
+  #sweeper: NodeJS.Timeout | null = null;
   #closed = false;
   #closeError: Error | null = null;
   /** Frames that arrived with no request waiting for them (raw tests read these). */
@@ -215,11 +219,13 @@ export class VfioUserClient {
     if (this.#closed)
       return Promise.reject(this.#closeError ?? new ClientError(command, ENOTCONN, "connection closed"));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(msgId);
-        reject(new ClientError(command, 110, `no reply within ${this.#opts.timeoutMs} ms`));
-      }, this.#opts.timeoutMs);
-      this.#pending.set(msgId, { command, resolve, reject, timer });
+      this.#track(msgId, {
+        command,
+        resolve,
+        reject,
+        deadline: performance.now() + this.#opts.timeoutMs,
+        timeout: () => new ClientError(command, 110, `no reply within ${this.#opts.timeoutMs} ms`),
+      });
       this.conn.send(message, fds);
     });
   }
@@ -232,13 +238,36 @@ export class VfioUserClient {
       return Promise.resolve(null);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(replyTo);
-        reject(new Error(`no reply to raw message id=${replyTo} within ${this.#opts.timeoutMs} ms`));
-      }, this.#opts.timeoutMs);
-      this.#pending.set(replyTo, { command: -1, resolve, reject, timer });
+      this.#track(replyTo, {
+        command: -1,
+        resolve,
+        reject,
+        deadline: performance.now() + this.#opts.timeoutMs,
+        timeout: () => new Error(`no reply to raw message id=${replyTo} within ${this.#opts.timeoutMs} ms`),
+      });
       this.conn.send(bytes, fds);
     });
+  }
+
+  /** Register a request waiting for its reply. Timeouts are found by one sweeping timer rather
+   * than a timer per request (a timer per request costs more than the rest of a round trip);
+   * a request therefore fails between `timeoutMs` and 1.25 × `timeoutMs` after it was sent. */
+  #track(msgId: number, p: Pending): void {
+    this.#pending.set(msgId, p);
+    if (this.#sweeper) return;
+    const period = Math.max(10, this.#opts.timeoutMs / 4);
+    const sweep = () => {
+      this.#sweeper = null;
+      const now = performance.now();
+      for (const [id, q] of this.#pending) {
+        if (q.deadline <= now) {
+          this.#pending.delete(id);
+          q.reject(q.timeout());
+        }
+      }
+      if (this.#pending.size > 0 && !this.#closed) this.#sweeper = setTimeout(sweep, period);
+    };
+    this.#sweeper = setTimeout(sweep, period);
   }
 
   #onFrame(frame: ReceivedFrame): void {
@@ -253,7 +282,6 @@ export class VfioUserClient {
       return;
     }
     this.#pending.delete(header.msgId);
-    clearTimeout(p.timer);
     if (p.command === -1) {
       p.resolve(frame);
       return;
@@ -274,8 +302,9 @@ export class VfioUserClient {
   #onClose(err: Error | null): void {
     this.#closed = true;
     this.#closeError = err;
+    if (this.#sweeper) clearTimeout(this.#sweeper);
+    this.#sweeper = null;
     for (const [, p] of this.#pending) {
-      clearTimeout(p.timer);
       p.reject(new ClientError(p.command, ENOTCONN, err ? err.message : "the server closed the connection"));
     }
     this.#pending.clear();

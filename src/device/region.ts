@@ -10,6 +10,7 @@ import { native } from "../../native/index.ts";
 import { VfuError } from "../util/errors.ts";
 
 const EINVAL = 22;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Memory type of a region or mapping (see the README: write-combining). */
 export type CacheAttr = "UC" | "WC" | "WB";
@@ -129,7 +130,9 @@ export class Region {
     if (write ? !this.writable : !this.readable) {
       throw new VfuError(EINVAL, `region ${name} is not ${write ? "writable" : "readable"}`);
     }
-    if (offset < 0n || offset + BigInt(size) > BigInt(this.spec.size)) {
+    // Region sizes are safe integers, so an offset beyond 2^53 is out of range whatever it is.
+    const off = offset <= MAX_SAFE ? Number(offset) : Number.POSITIVE_INFINITY;
+    if (offset < 0n || off + size > this.spec.size) {
       throw new VfuError(
         EINVAL,
         `access [${offset}, +${size}) lies outside region ${name} (size ${this.spec.size})`,
@@ -139,7 +142,7 @@ export class Region {
     if (sizes && !sizes.includes(size)) {
       throw new VfuError(EINVAL, `region ${name} decodes ${sizes.join("/")}-byte accesses, not ${size}`);
     }
-    return Number(offset);
+    return off;
   }
 
   read(offset: number, size: number): ReadResult | Promise<ReadResult> {

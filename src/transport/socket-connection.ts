@@ -17,6 +17,9 @@ interface PendingWrite {
   fds: readonly number[];
 }
 
+/** Largest buffer a backlog of small queued messages is merged into for one sendmsg. */
+const COALESCE_BYTES = 256 * 1024;
+
 /** Reused by every connection: a recvmsg copies out of it into the framer at once. */
 let sharedReadBuffer: Uint8Array | null = null;
 
@@ -124,6 +127,7 @@ export class SocketConnection implements Connection {
 
   #flushWrites(): void {
     while (this.#writes.length > 0 && !this.#closed) {
+      this.#coalesce();
       const w = this.#writes[0]!;
       const n = this.#trySend(w.bytes, w.offset, w.fds);
       if (this.#closed) return;
@@ -135,6 +139,30 @@ export class SocketConnection implements Connection {
       this.#writes.shift();
     }
     this.#updateWatch();
+  }
+
+  /** Merge the queue's leading run of fd-less messages into one buffer (up to COALESCE_BYTES),
+   * so a backlog of small messages (posted writes, pipelined replies) leaves in one sendmsg
+   * instead of one each. A message with fds is never merged: its fds must start its own send. */
+  #coalesce(): void {
+    const first = this.#writes[0]!;
+    if (first.fds.length > 0 || this.#writes.length < 2) return;
+    let total = first.bytes.length - first.offset;
+    let count = 1;
+    while (count < this.#writes.length) {
+      const w = this.#writes[count]!;
+      if (w.fds.length > 0 || total + w.bytes.length > COALESCE_BYTES) break;
+      total += w.bytes.length;
+      count++;
+    }
+    if (count < 2) return;
+    const merged = new Uint8Array(total);
+    let at = 0;
+    for (const w of this.#writes.splice(0, count)) {
+      merged.set(w.offset ? w.bytes.subarray(w.offset) : w.bytes, at);
+      at += w.bytes.length - w.offset;
+    }
+    this.#writes.unshift({ bytes: merged, offset: 0, fds: [] });
   }
 
   #updateWatch(): void {

@@ -7,7 +7,7 @@ import {
   decodeRegionWriteMulti,
   encodeRegionReadReplyMessage,
   encodeRegionWriteMultiReply,
-  encodeRegionWriteReply,
+  encodeRegionWriteReplyMessage,
 } from "../../../protocol/index.ts";
 import type { ReceivedFrame } from "../../transport/connection.ts";
 import { VfuError } from "../../util/errors.ts";
@@ -52,9 +52,9 @@ export function handleRegionWrite(s: Session, frame: ReceivedFrame): HandlerResu
   checkCount(req.count, "REGION_WRITE");
   if (req.count === 0) return undefined;
   const done = s.device.write(req.region, req.offset, req.data!);
-  const reply = (): HandlerResult => ({
-    body: encodeRegionWriteReply({ offset: req.offset, region: req.region, count: req.count }),
-  });
+  const msgId = frame.header.msgId;
+  const reply = (): HandlerResult =>
+    encodeRegionWriteReplyMessage(msgId, { offset: req.offset, region: req.region, count: req.count });
   if (done instanceof Promise) return done.then(reply);
   return reply();
 }
