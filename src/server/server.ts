@@ -32,6 +32,9 @@ export interface EndpointOptions {
   writeMultiple?: boolean;
   dmaLayout?: DmaLayout;
   verbose?: boolean;
+  /** Accept DMA_MAP fds without F_SEAL_SHRINK, for a client trusted not to shrink them (a shrink
+   * then crashes the server with SIGBUS). Default false: such maps are refused (dma-fd-policy.ts). */
+  allowUnsealedDmaFds?: boolean;
   log?: Logger;
 }
 
@@ -95,6 +98,7 @@ export class Endpoint {
       writeMultiple: this.#opts.writeMultiple ?? true,
       dmaLayout: this.#opts.dmaLayout ?? "spec",
       verbose: this.#opts.verbose ?? false,
+      allowUnsealedDmaFds: this.#opts.allowUnsealedDmaFds ?? false,
     });
     this.#session = session;
     this.sessionsServed++;
@@ -176,5 +180,6 @@ export function serveConnection(
     writeMultiple: opts.writeMultiple ?? true,
     dmaLayout: opts.dmaLayout ?? "spec",
     verbose: opts.verbose ?? false,
+    allowUnsealedDmaFds: opts.allowUnsealedDmaFds ?? false,
   });
 }

@@ -45,6 +45,8 @@ export interface SessionOptions {
   dmaLayout: DmaLayout;
   /** Log every message at debug level. */
   verbose: boolean;
+  /** Accept DMA_MAP fds not sealed against shrinking (see dma-fd-policy.ts; default false). */
+  allowUnsealedDmaFds?: boolean;
 }
 
 interface PendingRequest {

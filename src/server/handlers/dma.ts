@@ -3,7 +3,9 @@
 // (EINVAL), room under max_dma_maps (ENOSPC), no overlap (EEXIST), at most one fd, and an fd large
 // enough for offset+size (EINVAL, so a later access can never raise SIGBUS). An unmap takes
 // exactly one earlier map (ENOENT otherwise: part of an area, several areas or nothing), or
-// everything with the ALL flag and address and size 0.
+// everything with the ALL flag and address and size 0. Before the space sees an fd,
+// dma-fd-policy.ts checks its access mode against the map's flags (EPERM) and that it is sealed
+// against shrinking (EINVAL), so a client can neither gain write access nor SIGBUS the server.
 //
 // An unmap is asynchronous (G5): the device is told first, transfers in flight on the area finish
 // or fail, views are detached, and only then does the reply go out. The session waits for it
@@ -12,6 +14,7 @@ import { DmaUnmapFlag, decodeDmaMap, decodeDmaUnmap, encodeDmaUnmapReply } from 
 import type { ReceivedFrame } from "../../transport/connection.ts";
 import { VfuError } from "../../util/errors.ts";
 import type { HandlerResult } from "../dispatch.ts";
+import { checkDmaFd } from "../dma-fd-policy.ts";
 import type { Session } from "../session.ts";
 
 const EINVAL = 22;
@@ -21,6 +24,10 @@ export function handleDmaMap(s: Session, frame: ReceivedFrame): HandlerResult {
   const req = decodeDmaMap(frame.body);
   if (frame.fds.length > 1)
     throw new VfuError(EINVAL, `DMA_MAP takes at most one fd, ${frame.fds.length} came`);
+  // A refusal leaves the fd in frame.fds, where the session closes it.
+  if (frame.fds.length === 1) {
+    checkDmaFd(frame.fds[0]!, req.flags, { allowUnsealed: s.options.allowUnsealedDmaFds === true });
+  }
   // OWNERSHIP: the fd moves into the address space, which closes it if the map fails.
   const fd = frame.fds.length === 1 ? frame.fds.pop()! : -1;
   s.space.map({ iova: req.addr, size: req.size, flags: req.flags, fd, offset: fd >= 0 ? req.offset : 0n });
