@@ -116,3 +116,13 @@ export async function errnoOf(p: Promise<unknown> | (() => unknown)): Promise<nu
     return (err as { errno?: number }).errno ?? -1;
   }
 }
+
+/** What `f` throws (undefined when it returns), for `t.match(thrown(f), { errno })`. */
+export function thrown(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
