@@ -302,7 +302,9 @@ export class Session {
   #onClose(err: Error | null): void {
     if (this.#closing) return;
     this.#closing = true;
-    if (err) this.log.info(`client connection closed: ${err.message}`);
+    // A connection that ends with an error (a client dropped for not reading its replies, a
+    // broken stream, a reset) is worth a warning; a plain disconnect is not.
+    if (err) this.log.warn(`client connection closed: ${err.message}`);
     else this.log.info("client disconnected");
     this.#torndown = this.#teardown();
   }
