@@ -27,8 +27,11 @@ function findNodeGyp() {
   if (process.env.npm_config_node_gyp) candidates.push(process.env.npm_config_node_gyp);
   // npm's bundled node-gyp lives beside npm itself.
   const npmCli = process.env.npm_execpath;
-  if (npmCli) candidates.push(path.join(path.dirname(npmCli), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"));
-  candidates.push(path.join(nodedir, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"));
+  if (npmCli)
+    candidates.push(path.join(path.dirname(npmCli), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"));
+  candidates.push(
+    path.join(nodedir, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
+  );
   try {
     const require = createRequire(import.meta.url);
     candidates.push(require.resolve("node-gyp/bin/node-gyp.js"));
@@ -38,7 +41,9 @@ function findNodeGyp() {
 
 const gyp = findNodeGyp();
 if (!gyp) {
-  console.error("build-native: npm's bundled node-gyp was not found (looked beside npm and under the node prefix)");
+  console.error(
+    "build-native: npm's bundled node-gyp was not found (looked beside npm and under the node prefix)",
+  );
   process.exit(1);
 }
 const result = spawnSync(process.execPath, [gyp, "rebuild", `--nodedir=${nodedir}`, "--jobs=max"], {

@@ -3,7 +3,7 @@ import { statSync } from "node:fs";
 import path from "node:path";
 import t from "tap";
 import { Reg } from "../../devices/scratchpad/index.ts";
-import { Command, VfioUserClient } from "../../src/index.ts";
+import { VfioUserClient } from "../../src/index.ts";
 import { openFdCount } from "../../src/util/fds.ts";
 import { deviceFactory, rejection, settle, socketHarness } from "../helpers/harness.ts";
 
