@@ -136,7 +136,7 @@ t.test("fds that could shrink under the server are refused; a sealed memfd canno
 });
 
 t.test("without the seal check a shrunk memfd kills the server with SIGBUS (why the check exists)", (t) => {
-  const child = path.join(import.meta.dirname, "sigbus-child.ts");
+  const child = path.join(import.meta.dirname, "fixtures", "sigbus-child.ts");
   const run = (mode: string) =>
     spawnSync(process.execPath, ["--import", "tsx", child, mode], { encoding: "utf8", timeout: 60_000 });
   const guarded = run("default");
