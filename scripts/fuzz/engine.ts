@@ -57,7 +57,7 @@ export interface FuzzOptions {
   transports?: Partial<Record<TransportKind, number>>;
   /** Device models to fuzz (default: every model in devices/index.ts). */
   devices?: readonly DeviceDefinition[];
-  /** How long a burst or a teardown may take before it counts as a hang. */
+  /** How long a burst or a teardown may take before it counts as a hang (default 10 s). */
   hangTimeoutMs?: number;
   maxRssGrowthMiB?: number;
   /** Progress lines (stderr in the CLI). */
@@ -214,7 +214,9 @@ export class FuzzEngine {
       count: opts.count,
       seconds: opts.seconds ?? (opts.count === undefined ? 10 : undefined),
       transports: opts.transports ?? { memory: 3, socket: 1 },
-      hangTimeoutMs: opts.hangTimeoutMs ?? 5000,
+      // A client that leaves a DMA request unanswered and then unmaps the area legitimately holds
+      // its own unmap for up to the request timeout (G5), so a hang is twice that.
+      hangTimeoutMs: opts.hangTimeoutMs ?? 2 * Limits.requestTimeoutMs,
       maxRssGrowthMiB: opts.maxRssGrowthMiB ?? 512,
       progress: opts.progress,
       progressEveryMs: opts.progressEveryMs ?? 10000,

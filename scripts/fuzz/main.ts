@@ -21,7 +21,7 @@ options:
   --seed S           seed (a number or any text; default: random, printed in the JSON)
   --transport T      memory, socket or both (default both: memory 3 : socket 1)
   --device NAME      fuzz only this model (repeatable; default every model)
-  --hang-ms N        a burst or teardown slower than this is a hang (default 5000)
+  --hang-ms N        a burst or teardown slower than this is a hang (default 10000)
   --out DIR          write each finding as DIR/finding-<n>.json
   --quiet            no progress lines
   --help             this text
