@@ -3,6 +3,7 @@
 import t from "tap";
 import { MAX_MAP_LENGTH, native } from "../../native/index.ts";
 import { AddressSpace, DmaFault } from "../../src/index.ts";
+import { FdBacking } from "../../src/iommu/backing.ts";
 import { openFdCount } from "../../src/util/fds.ts";
 import { bytes, errnoOf, RO, RW, SparseMemory, space, U64_MAX } from "./helpers.ts";
 
@@ -197,4 +198,21 @@ t.test("the last-hit cache never outlives its area", async (t) => {
   s.map(msg(0x1000n, 0x2000n));
   t.equal(s.find(0x2800n)?.size, 0x2000n, "the new area, not a cached old one");
   t.throws(() => new AddressSpace({ maxDmaMaps: 1, pgsize: 3000 }), RangeError);
+});
+
+t.test("G9: an fd with a large block size (hugetlbfs) is mapped from a granule-aligned offset", async (t) => {
+  const m = memfd(0x400000);
+  const mine = m.map();
+  mine.set([1, 2, 3, 4], 0x201000);
+  // As hugetlbfs reports it: st_blksize 2 MiB, so mmap offsets must be 2 MiB multiples.
+  const b = new FdBacking(m.dup(), 0x201000n, 0x100000n, { size: 0x400000, blksize: 0x200000 }, true);
+  t.same([...b.view(0n, 4)], [1, 2, 3, 4], "the view starts at the fd offset, not the granule");
+  t.equal(b.span(0n), 0x100000, "the whole area fits one window");
+  b.view(0x1000n, 1)[0] = 9;
+  t.equal(mine[0x202000], 9);
+  b.release(null);
+  b.release(null);
+  t.equal(b.windowsMapped, 0);
+  native.unmap(mine.buffer as ArrayBuffer);
+  m.close();
 });
