@@ -10,7 +10,8 @@
 //    besides. Command.Interrupt Disable keeps the line deasserted; Status.Interrupt Status shows
 //    the function's INTx condition either way.
 // 4. else (no pin, nothing enabled) the event is dropped and counted.
-// `lower(n)` in MSI/MSI-X mode withdraws a message still pending for n (masked). ERR and REQ are
+// `lower(n)` in MSI/MSI-X mode withdraws a message still pending for n (masked). Messages are not
+// gated on Command.Bus Master: the client delivers them through the eventfds it bound. ERR and REQ are
 // the vfio error and request notifiers (one eventfd each). Eventfd delivery, SET_IRQS masking and
 // per-vector counters live in the IrqController (src/device/irq.ts).
 import { PciIrq } from "../../protocol/index.ts";

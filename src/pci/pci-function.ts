@@ -7,7 +7,9 @@
 //   region 8     VGA (always size 0; vfio clients expect the index to exist).
 // In a BAR that holds the MSI-X table or PBA the framework serves those ranges and enforces the
 // device's declared access widths on the rest itself; an access straddling a table edge is
-// refused (EINVAL).
+// refused (EINVAL). BAR accesses are served whatever Command.Memory/I/O Space and the power state
+// say: a client routes guest accesses only to BARs the guest enabled, and tests probe BARs
+// directly; a model that cares reads ctx.pci.command and ctx.pci.powerState.
 //
 // Resets, all putting config space back to its power-on values and calling the model's
 // reset(kind): DEVICE_RESET and client disconnect ("device"), a Function Level Reset through the
