@@ -148,9 +148,9 @@ export class Session {
     }
     let result: HandlerResult | Promise<HandlerResult>;
     try {
-      if (frame.fdsTruncated) {
-        throw new VfuError(EINVAL, `more fds than max_msg_fds (${Limits.maxMsgFds}) came with this message`);
-      }
+      // The VERSION rule comes first: a first command that is not VERSION ends the connection
+      // whatever else is wrong with it. (Found by the fuzzer: one that came with too many fds was
+      // answered EINVAL and the unnegotiated connection stayed open.)
       if (!this.negotiated && header.command !== Command.VERSION) {
         this.#fail(
           frame,
@@ -158,6 +158,9 @@ export class Session {
         );
         this.close(new Error("client did not start with VERSION"));
         return undefined;
+      }
+      if (frame.fdsTruncated) {
+        throw new VfuError(EINVAL, `more fds than max_msg_fds (${Limits.maxMsgFds}) came with this message`);
       }
       const handler = handlerFor(header.command);
       if (!handler) {

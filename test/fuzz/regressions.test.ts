@@ -1,12 +1,14 @@
 // Regression tests for the bugs the fuzzer found. Each test is named after the bug it guards.
 import t from "tap";
 import { scratchpad } from "../../devices/scratchpad/index.ts";
+import { native } from "../../native/index.ts";
 import {
   Command,
   createMemoryPair,
   Device,
   encodeMessage,
   encodeRegionInfo,
+  encodeSetIrqs,
   encodeVersion,
   formatCapabilities,
   HeaderFlag,
@@ -77,5 +79,34 @@ t.test(
     const reply = await c.request(Command.REGION_WRITE, body);
     t.equal(reply.header.error, 22, "the whole message was framed and answered (EINVAL: past the region)");
     await c.close();
+  },
+);
+
+t.test(
+  "fuzz bug: a first command with more fds than max_msg_fds left an unnegotiated connection open",
+  async (t) => {
+    const [client, server] = createMemoryPair({ maxRecvFds: 16 }, {});
+    const session = serveConnection(server, (dma, log) => new Device(scratchpad, { dma, log }));
+    let closed = false;
+    const replies: ReceivedFrame[] = [];
+    client.setHandlers({
+      onFrame: (f) => replies.push(f),
+      onClose: () => {
+        closed = true;
+      },
+    });
+    const fds = Array.from({ length: 9 }, () => native.eventfd(0));
+    const body = encodeSetIrqs({ argsz: 20, flags: 0x24, index: 0, start: 0, count: 1, data: null });
+    client.send(
+      encodeMessage({ msgId: 7, command: Command.DEVICE_SET_IRQS, flags: HeaderFlag.COMMAND }, body),
+      fds,
+    );
+    closeFds(fds);
+    await session.ended;
+    t.ok(closed, "the connection is closed");
+    t.equal(replies.length, 1, "after one error reply");
+    t.equal(replies[0]!.header.msgId, 7);
+    t.equal(replies[0]!.header.error, 22);
+    session.device.dispose();
   },
 );
