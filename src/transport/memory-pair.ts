@@ -9,7 +9,6 @@
 //   single-step harness uses it to drive a session one message at a time with no sleeps.
 
 import { native } from "../../native/index.ts";
-import { FramingError } from "../../protocol/index.ts";
 import { closeFds } from "../util/fds.ts";
 import type { Connection, ConnectionHandlers, ConnectionOptions } from "./connection.ts";
 import { StreamReader } from "./stream-reader.ts";
@@ -117,17 +116,8 @@ export class MemoryConnection implements Connection {
   deliver(limit = Number.POSITIVE_INFINITY): number {
     let delivered = 0;
     while (!this.#closed && !this.#paused && delivered < limit) {
-      let frame: ReturnType<StreamReader["next"]>;
-      try {
-        frame = this.#reader.next();
-      } catch (err) {
-        if (err instanceof FramingError) {
-          this.#handlers?.onBrokenStream?.(err, err.header);
-          this.close(err);
-          return delivered;
-        }
-        throw err;
-      }
+      const frame = this.#reader.take(this.#handlers, (err) => this.close(err));
+      if (this.#closed) break;
       if (frame) {
         delivered++;
         this.#handlers?.onFrame(frame);

@@ -6,7 +6,6 @@
 // OWNERSHIP: the socket fd is this object's from construction and is closed by `close()`.
 
 import { native, PollEvent, type PollerInstance } from "../../native/index.ts";
-import { FramingError } from "../../protocol/index.ts";
 import { closeFds } from "../util/fds.ts";
 import type { Connection, ConnectionHandlers, ConnectionOptions } from "./connection.ts";
 import { StreamReader } from "./stream-reader.ts";
@@ -215,17 +214,7 @@ export class SocketConnection implements Connection {
     this.#delivering = true;
     try {
       while (!this.#closed && !this.#paused) {
-        let frame: ReturnType<StreamReader["next"]>;
-        try {
-          frame = this.#reader.next();
-        } catch (err) {
-          if (err instanceof FramingError) {
-            this.#handlers?.onBrokenStream?.(err, err.header);
-            this.close(err);
-            return;
-          }
-          throw err;
-        }
+        const frame = this.#reader.take(this.#handlers, (err) => this.close(err));
         if (!frame) break;
         this.#handlers?.onFrame(frame);
       }

@@ -4,7 +4,7 @@
 // the same message its fds would have belonged to (see protocol/framer.ts).
 import { type Frame, Framer, FramingError } from "../../protocol/index.ts";
 import { closeFds } from "../util/fds.ts";
-import type { ReceivedFrame } from "./connection.ts";
+import type { ConnectionHandlers, ReceivedFrame } from "./connection.ts";
 
 export class StreamReader {
   readonly #framer: Framer;
@@ -57,6 +57,20 @@ export class StreamReader {
       this.#truncatedAt.shift();
     }
     return { header: frame.header, body: frame.body, fds: frame.fds, fdsTruncated };
+  }
+
+  /** The next frame for a connection to deliver, or null when none is complete. On a broken
+   * stream the handlers hear of it (so the offending message can still be answered) and
+   * `close(err)` ends the connection before null is returned. */
+  take(handlers: ConnectionHandlers | null, close: (err: Error) => void): ReceivedFrame | null {
+    try {
+      return this.next();
+    } catch (err) {
+      if (!(err instanceof FramingError)) throw err;
+      handlers?.onBrokenStream?.(err, err.header);
+      close(err);
+      return null;
+    }
   }
 
   /** Release every fd held for an incomplete message (on close). */
