@@ -92,6 +92,9 @@ export interface FuzzResult {
   maxRssMiB: number;
   rssStartMiB: number;
   rssEndMiB: number;
+  /** JavaScript heap in use after a full GC, at the start and the end. */
+  heapUsedStartMiB: number;
+  heapUsedEndMiB: number;
   seconds: number;
   messagesPerSec: number;
   seed: number;
@@ -162,6 +165,13 @@ export function mappingsOf(name: string): number {
   let n = 0;
   for (const line of readFileSync("/proc/self/maps", "latin1").split("\n")) if (line.includes(name)) n++;
   return n;
+}
+
+/** Growth of the heap in use (after GC) over a run that counts as a leak. */
+const MAX_HEAP_GROWTH_MIB = 64;
+
+function heapMiB(): number {
+  return process.memoryUsage().heapUsed / MiB;
 }
 
 function rssMiB(): number {
@@ -512,6 +522,7 @@ export class FuzzEngine {
       this.#baselineFds = openFdCount();
       collectGarbage();
       const rssStart = rssMiB();
+      const heapStart = heapMiB();
       this.#maxRss = rssStart;
       const start = performance.now();
       let lastProgress = start;
@@ -535,8 +546,17 @@ export class FuzzEngine {
       this.#checkFds();
       collectGarbage();
       const rssEnd = rssMiB();
+      const heapEnd = heapMiB();
+      // RSS after a GC still holds pages V8 and the C allocator keep for reuse (it swings by a few
+      // hundred MiB with the large messages); the JavaScript heap in use is what a leak would grow.
       if (rssEnd - rssStart > this.#opts.maxRssGrowthMiB) {
         this.#record("memory", `RSS grew from ${rssStart.toFixed(0)} to ${rssEnd.toFixed(0)} MiB`);
+      }
+      if (heapEnd - heapStart > MAX_HEAP_GROWTH_MIB) {
+        this.#record(
+          "memory",
+          `the heap in use grew from ${heapStart.toFixed(1)} to ${heapEnd.toFixed(1)} MiB`,
+        );
       }
       return {
         executed: this.#executed,
@@ -548,6 +568,8 @@ export class FuzzEngine {
         maxRssMiB: Math.round(Math.max(this.#maxRss, rssEnd) * 10) / 10,
         rssStartMiB: Math.round(rssStart * 10) / 10,
         rssEndMiB: Math.round(rssEnd * 10) / 10,
+        heapUsedStartMiB: Math.round(heapStart * 10) / 10,
+        heapUsedEndMiB: Math.round(heapEnd * 10) / 10,
         seconds: Math.round(seconds * 100) / 100,
         messagesPerSec: Math.round(this.#executed / seconds),
         seed: this.#opts.seed,
