@@ -9,7 +9,8 @@
 // device's declared access widths on the rest itself; an access straddling a table edge is
 // refused (EINVAL). BAR accesses are served whatever Command.Memory/I/O Space and the power state
 // say: a client routes guest accesses only to BARs the guest enabled, and tests probe BARs
-// directly; a model that cares reads ctx.pci.command and ctx.pci.powerState.
+// directly; a model that cares reads ctx.pci.command and ctx.pci.powerState. DMA is different:
+// ctx.dma faults "bus-master-off" while Command.Bus Master is clear.
 //
 // Resets, all putting config space back to its power-on values and calling the model's
 // reset(kind): DEVICE_RESET and client disconnect ("device"), a Function Level Reset through the
@@ -19,6 +20,7 @@ import { PciIrq, PciRegion } from "../../protocol/index.ts";
 import type { DeviceBehaviour, DeviceContext } from "../device/device.ts";
 import type { RegionHandlers } from "../device/region.ts";
 import { toBytes } from "../device/region.ts";
+import type { DeviceDma } from "../iommu/dma.ts";
 import { VfuError } from "../util/errors.ts";
 import { defineBars } from "./bar.ts";
 import { Express } from "./capabilities/express.ts";
@@ -28,7 +30,7 @@ import { Msix } from "./capabilities/msix.ts";
 import { PowerManagement } from "./capabilities/pm.ts";
 import { defineVendorCap } from "./capabilities/vendor.ts";
 import { ConfigSpace } from "./config-space.ts";
-import { defineHeader, PciHeader, STATUS_RW1C } from "./header.ts";
+import { defineHeader, PciCommand, PciHeader, STATUS_RW1C } from "./header.ts";
 import { PciInterrupts } from "./interrupts.ts";
 import type {
   PciDeviceBehaviour,
@@ -120,6 +122,12 @@ export class PciFunction implements PciFunctionApi {
     cs.watch(PciHeader.COMMAND, 2, () => this.irq.sync());
     if (this.msi) cs.watch(this.msi.offset + 2, 2, () => this.irq.sync());
     if (this.msix) cs.watch(this.msix.offset + 2, 2, () => this.irq.sync());
+    // Bus Master Enable gates the function's DMA: while the bit is clear every new ctx.dma
+    // operation faults "bus-master-off" (counted and logged by the DMA layer), as a real function
+    // may not issue memory requests then. The gate reads the live register, so a reset (Command
+    // back to 0) closes it too. Views and lists already taken are not revoked (see iommu/dma.ts).
+    const gated = ctx.dma as Partial<Pick<DeviceDma, "setGate">> | null;
+    gated?.setGate?.(() => (cs.get16(PciHeader.COMMAND) & PciCommand.MASTER) !== 0);
 
     const bar = (index: number) => {
       if (!layout.bars[index]) throw new Error(`device ${spec.name} declares no BAR ${index}`);
