@@ -3,11 +3,19 @@
 import type { DeviceDefinition } from "../src/index.ts";
 import { edu } from "./edu/index.ts";
 import { gpioIdio16 } from "./gpio-idio16/index.ts";
+import { nvme } from "./nvme/index.ts";
 import { pciTestdev } from "./pci-testdev/index.ts";
 import { pl061 } from "./pl061/index.ts";
 import { scratchpad } from "./scratchpad/index.ts";
 
-export const deviceModels: readonly DeviceDefinition[] = [scratchpad, pl061, pciTestdev, gpioIdio16, edu];
+export const deviceModels: readonly DeviceDefinition[] = [
+  scratchpad,
+  pl061,
+  pciTestdev,
+  gpioIdio16,
+  nvme,
+  edu,
+];
 
 export function findDeviceModel(name: string): DeviceDefinition | undefined {
   return deviceModels.find((d) => d.name === name);

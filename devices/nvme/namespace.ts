@@ -1,0 +1,146 @@
+// Namespace 1: a raw image file (node:fs), LBA size 512 or 4096 bytes, no metadata.
+//
+// Durability: every write goes to the file with pwrite before its command completes, so data a
+// guest saw completed survives this process dying (it is in the kernel's page cache); a Flush
+// (and a controller shutdown, and dispose) calls fdatasync, so data completed before a completed
+// Flush survives a host crash too. Deallocate and Write Zeroes write zeros (node:fs has no hole
+// punching), which matches DLFEAT "deallocated blocks read as zeros".
+//
+// OWNERSHIP: the namespace opens the file and closes it in `close()`.
+import {
+  closeSync,
+  fdatasync,
+  fdatasyncSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  read,
+  write,
+} from "node:fs";
+
+function pread(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))),
+  );
+}
+
+function pwrite(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))),
+  );
+}
+
+export interface NamespaceOptions {
+  path: string;
+  /** Bytes; the file is created or extended to this size when it is smaller. 0: keep its size. */
+  size: number;
+  lbaSize: 512 | 4096;
+}
+
+export interface NamespaceStats {
+  readCommands: number;
+  writeCommands: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+const ZERO_CHUNK = new Uint8Array(1 << 20);
+
+export class Namespace {
+  readonly path: string;
+  readonly lbaSize: number;
+  readonly lbaShift: number;
+  /** Size in logical blocks. */
+  readonly blocks: bigint;
+  readonly stats: NamespaceStats = { readCommands: 0, writeCommands: 0, bytesRead: 0, bytesWritten: 0 };
+  #fd: number;
+
+  constructor(o: NamespaceOptions) {
+    this.path = o.path;
+    this.lbaSize = o.lbaSize;
+    this.lbaShift = o.lbaSize === 4096 ? 12 : 9;
+    this.#fd = openSync(o.path, "a+");
+    closeSync(this.#fd);
+    this.#fd = openSync(o.path, "r+");
+    let size = fstatSync(this.#fd).size;
+    if (size < o.size) {
+      ftruncateSync(this.#fd, o.size);
+      size = o.size;
+    }
+    this.blocks = BigInt(Math.floor(size / o.lbaSize));
+    if (this.blocks === 0n) {
+      closeSync(this.#fd);
+      throw new Error(`nvme: ${o.path} is smaller than one ${o.lbaSize}-byte block (give --set size=)`);
+    }
+  }
+
+  get open(): boolean {
+    return this.#fd >= 0;
+  }
+
+  /** True when [slba, slba + nlb) lies inside the namespace. */
+  inRange(slba: bigint, nlb: number): boolean {
+    return slba >= 0n && slba + BigInt(nlb) <= this.blocks;
+  }
+
+  async read(slba: bigint, into: Uint8Array): Promise<void> {
+    let done = 0;
+    const pos = Number(slba) * this.lbaSize;
+    while (done < into.length) {
+      const bytesRead = await pread(this.#live(), into, done, into.length - done, pos + done);
+      if (bytesRead === 0) {
+        into.fill(0, done);
+        break;
+      }
+      done += bytesRead;
+    }
+    this.stats.readCommands++;
+    this.stats.bytesRead += into.length;
+  }
+
+  async write(slba: bigint, data: Uint8Array): Promise<void> {
+    let done = 0;
+    const pos = Number(slba) * this.lbaSize;
+    while (done < data.length) {
+      const bytesWritten = await pwrite(this.#live(), data, done, data.length - done, pos + done);
+      done += bytesWritten;
+    }
+    this.stats.writeCommands++;
+    this.stats.bytesWritten += data.length;
+  }
+
+  async writeZeroes(slba: bigint, nlb: number): Promise<void> {
+    let left = nlb * this.lbaSize;
+    let pos = Number(slba) * this.lbaSize;
+    while (left > 0) {
+      const n = Math.min(left, ZERO_CHUNK.length);
+      await pwrite(this.#live(), ZERO_CHUNK, 0, n, pos);
+      pos += n;
+      left -= n;
+    }
+  }
+
+  /** fdatasync: everything written so far is durable when this resolves. */
+  async flush(): Promise<void> {
+    const fd = this.#live();
+    await new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+  }
+
+  /** Synchronous flush (shutdown from a handler that may not await, dispose). */
+  flushSync(): void {
+    if (this.#fd >= 0) fdatasyncSync(this.#fd);
+  }
+
+  /** Flush and close. Idempotent. */
+  close(): void {
+    if (this.#fd < 0) return;
+    this.flushSync();
+    closeSync(this.#fd);
+    this.#fd = -1;
+  }
+
+  #live(): number {
+    if (this.#fd < 0) throw new Error("nvme: the namespace file is closed");
+    return this.#fd;
+  }
+}
