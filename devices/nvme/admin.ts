@@ -149,6 +149,8 @@ function identifyController(out: Uint8Array, v: DataView): void {
   v.setUint16(520, 0x000c, true); // ONCS: Dataset Management, Write Zeroes
   out[525] = 0x01; // VWC present
   v.setUint32(536, 0x0000_0001, true); // SGLS: SGLs supported, no alignment requirement
+  const nqn = `nqn.2026-01.dev.vfio-user-node:nvme:${SERIAL}`; // SUBNQN: a stable, unique name
+  for (let i = 0; i < nqn.length; i++) out[768 + i] = nqn.charCodeAt(i);
   // Power state 0: 9.00 W, entry/exit latency 0.
   v.setUint16(2048, 900, true);
 }
