@@ -55,7 +55,9 @@ Options (apply to the serve group they follow):
   --socket <path>        socket to listen on (required); a stale socket there is replaced
   --set <key>=<value>    set a device option (repeatable; see "vfu list" and the device's README)
   --mode <octal>         permission bits of the socket file (default 0600)
-  --dma-layout <layout>  DMA_READ/DMA_WRITE layout: "spec" (default) or "qemu-10.1"
+  --dma-layout <layout>  DMA_READ/DMA_WRITE layout: "spec" (default; what QEMU 11.1 speaks) or
+                         "qemu-10.1" (QEMU 10.1's shifted layout); matters only for guest RAM
+                         without an fd
   --no-write-multiple    do not offer REGION_WRITE_MULTI to the client
   --verbose              log every vfio-user message
 
