@@ -1,16 +1,21 @@
 // `npm run bench`: region-access round trips between the TypeScript client and the server over a
-// real UNIX socket, against the ceiling of a raw socketpair ping-pong through the same addon.
+// real UNIX socket, against the ceiling of a raw socketpair ping-pong through the same addon;
+// then DMA through the IOMMU model (dma.ts) and NVMe commands driven by the client (nvme.ts).
+// The last line is one JSON object with every section's figures.
 // Both ends run in this one process (as in the tests), so each figure counts both sides' work.
 // Each figure is the median of several rounds after a warm-up; syncVsRaw is the median of the
 // per-round ratios. The last line printed is one
 // JSON object with the figures.
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { Reg, scratchpad } from "../../devices/scratchpad/index.ts";
 import { native, PollEvent } from "../../native/index.ts";
 import { Device, Server, VfioUserClient } from "../../src/index.ts";
 
+const here = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const OPS = Number(process.env.BENCH_OPS ?? 20000);
 
@@ -107,12 +112,29 @@ client.close();
 await server.close();
 rmSync(dir, { recursive: true, force: true });
 
+// The other sections run in their own processes (a fresh heap each), each ending with a JSON line.
+function section(script: string): Record<string, number> {
+  console.log(`\n--- ${script}`);
+  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(here, script)], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const lines = r.stdout.trim().split("\n");
+  for (const l of lines.slice(0, -1)) console.log(l);
+  if (r.status !== 0) throw new Error(`${script} failed (exit ${r.status})`);
+  return JSON.parse(lines.at(-1)!) as Record<string, number>;
+}
+const dmaFigures = section("dma.ts");
+const nvmeFigures = section("nvme.ts");
+
 const result = {
   syncWritesPerSec: Math.round(syncWrites),
   syncReadsPerSec: Math.round(syncReads),
   postedWritesPerSec: Math.round(posted),
   rawPingPongPerSec: Math.round(raw),
   syncVsRaw: Number(median(ratios).toFixed(3)),
+  ...dmaFigures,
+  ...nvmeFigures,
   rounds: ROUNDS,
   node: process.version,
 };

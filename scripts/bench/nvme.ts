@@ -42,6 +42,7 @@ async function run(h: NvmeHost, write: boolean, qd: number): Promise<{ iops: num
 }
 
 const rows: string[] = [];
+const figures: Record<string, number> = {};
 for (const shadow of [false, true]) {
   const h = await NvmeHost.start({ size: "16M" });
   await h.enable();
@@ -50,6 +51,7 @@ for (const shadow of [false, true]) {
   for (const write of [false, true]) {
     for (const qd of [1, 32]) {
       const r = await run(h, write, qd);
+      figures[`nvme${shadow ? "Shadow" : "Mmio"}${write ? "Write" : "Read"}Qd${qd}Iops`] = r.iops;
       rows.push(
         `| ${shadow ? "shadow" : "MMIO"} | ${write ? "write" : "read"} | ${qd} | ${r.iops} | ${r.mmioPerIo.toFixed(2)} |`,
       );
@@ -70,3 +72,4 @@ console.log(
     ...rows,
   ].join("\n"),
 );
+console.log(JSON.stringify(figures));
