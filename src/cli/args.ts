@@ -1,7 +1,8 @@
 // Command-line parsing for `vfu`, kept apart from main.ts so tests can check every message.
 // Grammar:
 //   vfu [--verbose] serve <device> --socket <path> [--set key=value]... [--mode 0600]
-//       [--dma-layout spec|qemu-10.1] [--no-write-multiple] [serve <device> ...]...
+//       [--dma-layout spec|qemu-10.1] [--no-write-multiple] [--allow-unsealed-dma-fds]
+//       [serve <device> ...]...
 //   vfu list
 //   vfu describe <device> [--json]
 //   vfu help | --help | <command> --help
@@ -13,6 +14,7 @@ export interface ServeTarget {
   mode: number;
   dmaLayout: "spec" | "qemu-10.1";
   writeMultiple: boolean;
+  allowUnsealedDmaFds: boolean;
 }
 
 export type Command =
@@ -59,6 +61,9 @@ Options (apply to the serve group they follow):
                          "qemu-10.1" (QEMU 10.1's shifted layout); matters only for guest RAM
                          without an fd
   --no-write-multiple    do not offer REGION_WRITE_MULTI to the client
+  --allow-unsealed-dma-fds
+                         accept guest memory fds not sealed against shrinking (memory-backend-file,
+                         memory-backend-shm); a client that shrinks one then kills the server
   --verbose              log every vfio-user message
 
 Example (QEMU side):
@@ -132,7 +137,15 @@ export function parseArgs(argv: readonly string[]): Command {
     const device = rest.shift();
     if (device === undefined || device.startsWith("-"))
       throw new UsageError('serve needs a device name (see "vfu list")');
-    cur = { device, socket: "", set: {}, mode: 0o600, dmaLayout: "spec", writeMultiple: true };
+    cur = {
+      device,
+      socket: "",
+      set: {},
+      mode: 0o600,
+      dmaLayout: "spec",
+      writeMultiple: true,
+      allowUnsealedDmaFds: false,
+    };
     targets.push(cur);
   };
   startTarget();
@@ -160,6 +173,8 @@ export function parseArgs(argv: readonly string[]): Command {
       t.dmaLayout = l;
     } else if (a === "--no-write-multiple") {
       t.writeMultiple = false;
+    } else if (a === "--allow-unsealed-dma-fds") {
+      t.allowUnsealedDmaFds = true;
     } else {
       throw new UsageError(`unknown argument "${a}" (see "vfu serve --help")`);
     }

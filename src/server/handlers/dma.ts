@@ -14,7 +14,7 @@ import { DmaUnmapFlag, decodeDmaMap, decodeDmaUnmap, encodeDmaUnmapReply } from 
 import type { ReceivedFrame } from "../../transport/connection.ts";
 import { VfuError } from "../../util/errors.ts";
 import type { HandlerResult } from "../dispatch.ts";
-import { checkDmaFd } from "../dma-fd-policy.ts";
+import { checkDmaFd } from "../../iommu/dma-fd-policy.ts";
 import type { Session } from "../session.ts";
 
 const EINVAL = 22;

@@ -1,0 +1,115 @@
+// The import rules of DESIGN.md §1, enforced: what each part of the tree may import.
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import t from "tap";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+function tsFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(path.join(root, dir))) {
+    const rel = path.join(dir, name);
+    if (statSync(path.join(root, rel)).isDirectory()) out.push(...tsFiles(rel));
+    else if (name.endsWith(".ts")) out.push(rel);
+  }
+  return out;
+}
+
+/** Every module specifier a file imports or re-exports, resolved to a repo-relative path for
+ * relative specifiers ("node:fs" and package names stay as written). */
+function imports(file: string): string[] {
+  const text = readFileSync(path.join(root, file), "utf8");
+  const specs = [...text.matchAll(/^\s*(?:import|export)\b[^;]*?\sfrom\s+["']([^"']+)["']/gms)].map(
+    (m) => m[1]!,
+  );
+  specs.push(...[...text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1]!));
+  return specs.map((s) => (s.startsWith(".") ? path.normalize(path.join(path.dirname(file), s)) : s));
+}
+
+function violations(files: string[], allowed: (spec: string, file: string) => boolean): string[] {
+  const bad: string[] = [];
+  for (const f of files) for (const s of imports(f)) if (!allowed(s, f)) bad.push(`${f} imports ${s}`);
+  return bad;
+}
+
+const under = (spec: string, dir: string) => spec === dir || spec.startsWith(`${dir}/`);
+const REPO_DIRS = ["src", "native", "protocol", "devices", "scripts", "test", "bin"];
+const NATIVE_USERS = ["src/transport", "src/iommu", "src/device", "src/client", "src/util"];
+
+t.test(
+  "protocol/ is a pure codec: it imports nothing outside protocol/, not even node: modules",
+  async (t) => {
+    t.same(
+      violations(tsFiles("protocol"), (s) => under(s, "protocol")),
+      [],
+    );
+  },
+);
+
+t.test(
+  "devices/ import only the public entry (src/index.ts), their own folder and Node built-ins",
+  async (t) => {
+    const bad = violations(tsFiles("devices"), (s, f) => {
+      if (s === "src/index.ts" || s.startsWith("node:")) return true;
+      if (REPO_DIRS.some((d) => under(s, d))) {
+        if (!under(s, "devices")) return false;
+        // The registry (devices/index.ts) may import each model; a model only its own folder.
+        const folder = path.dirname(f);
+        return folder === "devices" || under(s, folder);
+      }
+      return true; // an npm package
+    });
+    t.same(bad, []);
+  },
+);
+
+t.test(
+  "only the transport, the IOMMU, the device layer (eventfds, region memory), the client and fd helpers reach the addon",
+  async (t) => {
+    const files = tsFiles("src").filter((f) => f !== "src/index.ts");
+    const bad = violations(files, (s, f) => !under(s, "native") || NATIVE_USERS.some((d) => under(f, d)));
+    t.same(bad, []);
+  },
+);
+
+t.test("the layers point one way", async (t) => {
+  const rules: [string, string[]][] = [
+    // [folder, folders of src/ it must not import]
+    [
+      "src/transport",
+      ["src/server", "src/client", "src/device", "src/pci", "src/platform", "src/iommu", "src/cli"],
+    ],
+    ["src/device", ["src/server", "src/client", "src/transport", "src/cli", "src/pci", "src/platform"]],
+    ["src/pci", ["src/server", "src/client", "src/transport", "src/cli", "src/platform"]],
+    ["src/platform", ["src/server", "src/client", "src/transport", "src/cli", "src/pci"]],
+    ["src/iommu", ["src/server", "src/client", "src/transport", "src/cli", "src/pci", "src/platform"]],
+    ["src/server", ["src/client", "src/cli", "src/pci", "src/platform"]],
+    ["src/client", ["src/server", "src/cli", "src/device", "src/pci", "src/iommu"]],
+    [
+      "src/util",
+      [
+        "src/server",
+        "src/client",
+        "src/transport",
+        "src/device",
+        "src/pci",
+        "src/platform",
+        "src/iommu",
+        "src/cli",
+      ],
+    ],
+  ];
+  const bad: string[] = [];
+  for (const [dir, banned] of rules) {
+    bad.push(...violations(tsFiles(dir), (s) => !banned.some((b) => under(s, b)) && !under(s, "devices")));
+  }
+  // Only the command line may know the device models.
+  bad.push(
+    ...violations(
+      tsFiles("src").filter((f) => !under(f, "src/cli")),
+      (s) => !under(s, "devices"),
+    ),
+  );
+  t.same(bad, []);
+});
