@@ -1,5 +1,5 @@
 // Hostile DMA_MAP fds, through a real socket with real SCM_RIGHTS fds. Decisions (see
-// src/server/dma-fd-policy.ts):
+// src/iommu/dma-fd-policy.ts):
 // - an fd that is not memory (socket, eventfd, directory, character device, O_PATH) is EINVAL;
 // - the server maps with the rights the fd carries and never reopens it for more: a read-only fd
 //   with a WRITE map, or a write-only fd, is EPERM; a read-only map of a read-only fd works, and a
