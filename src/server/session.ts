@@ -116,14 +116,26 @@ export class Session {
       this.#onReply(frame);
       return;
     }
+    if (!this.#processing) {
+      // Nothing in progress: handle it now. Only an asynchronous handler starts the queue.
+      this.#processing = true;
+      const pending = this.#handle(frame);
+      if (pending) void this.#process(pending);
+      else {
+        this.#processing = false;
+        this.#idle?.(); // a teardown started by this very command waits for it
+      }
+      return;
+    }
     this.#queue.push(frame);
     if (this.#queue.length >= Limits.maxQueuedCommands) this.conn.pause();
-    if (!this.#processing) void this.#process();
   }
 
-  async #process(): Promise<void> {
+  /** Work through the queue in order, starting by waiting for the handler already running. */
+  async #process(first: Promise<void>): Promise<void> {
     this.#processing = true;
     try {
+      await first;
       while (this.#queue.length > 0 && !this.#closing) {
         const frame = this.#queue.shift()!;
         const r = this.#handle(frame);

@@ -56,7 +56,9 @@ export class StreamReader {
       if (this.#truncatedAt[0]! >= start) fdsTruncated = true;
       this.#truncatedAt.shift();
     }
-    return { header: frame.header, body: frame.body, fds: frame.fds, fdsTruncated };
+    const received = frame as ReceivedFrame;
+    received.fdsTruncated = fdsTruncated;
+    return received;
   }
 
   /** The next frame for a connection to deliver, or null when none is complete. On a broken
