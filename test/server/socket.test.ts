@@ -32,6 +32,33 @@ t.test("200 connect/map/disconnect cycles leave the server's open-fd count where
 });
 
 t.test(
+  "over a real socket, a memfd DMA-mapped by the client is shared: each side sees the other's bytes",
+  async (t) => {
+    const h = await socketHarness();
+    const c = await h.connect();
+    const mem = await c.mapMemory(0x200000n, 0x4000);
+    const [done] = await c.enableInterrupts(0, 3, 1);
+    const dmaTo = async (addr: number, len: number, cmd: number) => {
+      await c.regionWrite32(0, Reg.DMA_ADDR_LO, addr);
+      await c.regionWrite32(0, Reg.DMA_ADDR_HI, 0);
+      await c.regionWrite32(0, Reg.DMA_LEN, len);
+      await c.regionWrite32(0, Reg.DMA_CMD, cmd);
+      await c.waitForInterrupt(done!);
+      return c.regionRead32(0, Reg.DMA_STATUS);
+    };
+    mem.bytes.set([0xde, 0xad, 0xbe, 0xef], 0x10);
+    t.equal(await dmaTo(0x200010, 4, 1), 2, "device read the client's bytes");
+    const devMem = h.endpoint.device.region(1)!.memory!;
+    t.same([...devMem.subarray(0, 4)], [0xde, 0xad, 0xbe, 0xef]);
+    devMem.set([1, 2, 3], 0);
+    t.equal(await dmaTo(0x203000, 3, 2), 2, "device wrote the client's memory");
+    t.same([...mem.bytes.subarray(0x3000, 0x3003)], [1, 2, 3]);
+    c.close();
+    await h.close();
+  },
+);
+
+t.test(
   "a disconnect releases the client's maps and fds and resets the device for the next client",
   async (t) => {
     const h = await socketHarness();
