@@ -13,7 +13,8 @@
 // the pump with setImmediate: the handler never waits for DMA (QEMU blocks in its write until we
 // reply, and it serves our DMA requests on the same connection). The pump fetches commands from
 // every submission queue, admin commands one at a time, I/O commands concurrently; each completes
-// out of the handler by posting its completion with ctx.dma and raising the CQ's vector.
+// out of the handler by queueing its completion; the completions queued in one event-loop pass
+// are posted together (setImmediate) and the CQ's vector is raised once for them.
 //
 // Shadow doorbells (Doorbell Buffer Config): for I/O queues the host writes new tails/heads in a
 // guest page and rings the MMIO doorbell only when the index passes the event index we publish.
@@ -435,8 +436,16 @@ export class NvmeController {
   complete(sq: SubmissionQueue, cid: number, r: CommandResult): void {
     const cq = this.cqs.get(sq.cqid);
     if (!cq) return;
-    cq.pending.push({ dw0: r.dw0 ?? 0, sqid: sq.id, cid, status: r.status, sqHead: () => sq.head });
-    void this.#flushCq(cq);
+    cq.pending.push({ dw0: r.dw0 ?? 0, sqid: sq.id, cid, status: r.status, sq });
+    if (cq.flushScheduled) return;
+    // Post in the check phase: every command that completed in this event-loop pass (all the
+    // pool callbacks of one poll phase) goes out together under one interrupt, which covers
+    // every entry posted before it.
+    cq.flushScheduled = true;
+    setImmediate(() => {
+      cq.flushScheduled = false;
+      if (this.cqs.get(cq.id) === cq) void this.#flushCq(cq);
+    });
   }
 
   /** Post what fits of `pending`, then interrupt. Posting is synchronous per entry (the tail

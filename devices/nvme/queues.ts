@@ -97,8 +97,8 @@ export interface Completion {
   cid: number;
   /** SCT << 8 | SC */
   status: number;
-  /** The submission queue's head, read when the completion is written. */
-  sqHead: () => number;
+  /** The submission queue: its head is read when the completion is written. */
+  sq: { readonly head: number };
 }
 
 export class CompletionQueue {
@@ -114,6 +114,8 @@ export class CompletionQueue {
   readonly pending: Completion[] = [];
   /** Completions written to memory since the last interrupt. */
   unsignalled = 0;
+  /** A flush of `pending` is scheduled for the end of this event-loop pass. */
+  flushScheduled = false;
 
   constructor(dma: DmaApi, id: number, base: bigint, size: number, iv: number, ien: boolean) {
     this.id = id;
@@ -140,7 +142,7 @@ export class CompletionQueue {
     const e = new Uint8Array(CQE_SIZE);
     const v = new DataView(e.buffer);
     v.setUint32(0, c.dw0 >>> 0, true);
-    v.setUint16(8, c.sqHead(), true);
+    v.setUint16(8, c.sq.head, true);
     v.setUint16(10, c.sqid, true);
     v.setUint16(12, c.cid, true);
     const sct = (c.status >> 8) & 7;
