@@ -18,9 +18,10 @@
 //
 // Shadow doorbells (Doorbell Buffer Config): for I/O queues the host writes new tails/heads in a
 // guest page and rings the MMIO doorbell only when the index passes the event index we publish.
-// We publish "the tail we have consumed", so the host rings once per burst after we went idle,
-// re-read the shadow after publishing (a submission racing the publish is seen), and poll the
-// shadow on a timer besides (1 ms after activity, backing off to 64 ms).
+// We publish "the tail we have consumed" only when the queue is idle (empty, nothing in flight),
+// so the host rings once per burst after we went idle; while busy, every completion pass re-reads
+// the shadow tails. After publishing we re-read the shadow (a submission racing the publish is
+// seen), and poll the shadow on a timer besides (1 ms after activity, backing off to 64 ms).
 import type { DmaApi, PciDeviceContext } from "../../src/index.ts";
 import { handleAdmin } from "./admin.ts";
 import { handleIo } from "./io.ts";
@@ -371,7 +372,17 @@ export class NvmeController {
         if (shadow === null || gen !== this.generation || sq.deleted) return worked;
         if (shadow < sq.size) sq.tail = shadow;
       }
-      if (sq.empty) return worked;
+      if (sq.empty) {
+        if (!this.dbbuf || sq.id === 0) return worked;
+        // Publish the event index only once the queue is idle: while commands are in flight the
+        // host keeps writing only the shadow tail (no MMIO doorbell), and every completion pass
+        // kicks the pump, which re-reads it. Once idle, publish what we consumed and re-read the
+        // shadow (a submission racing the publish is seen).
+        if (sq.inflight.size > 0 || sq.published === sq.tail) return worked;
+        sq.published = sq.tail;
+        await this.#shadowWrite(sq.id * 2, sq.tail);
+        continue;
+      }
       while (!sq.empty) {
         const count = sq.tail > sq.head ? sq.tail - sq.head : sq.size - sq.head;
         let batch: Uint8Array;
@@ -391,8 +402,7 @@ export class NvmeController {
           else void this.#run(sq, sqe);
         }
       }
-      if (this.dbbuf && sq.id > 0) await this.#shadowWrite(sq.id * 2, sq.tail);
-      else return worked;
+      if (!this.dbbuf || sq.id === 0) return worked;
     }
   }
 
@@ -470,7 +480,10 @@ export class NvmeController {
       this.#fatal(`posting to CQ ${cq.id}`, err);
       return;
     }
-    if (gen === this.generation && cq.ien && this.cqs.get(cq.id) === cq) this.#signal(cq.iv);
+    if (gen !== this.generation || this.cqs.get(cq.id) !== cq) return;
+    if (cq.ien) this.#signal(cq.iv);
+    // With shadow doorbells the host does not ring while we are busy: look at the tails again.
+    if (this.dbbuf) this.kick();
   }
 
   /** The vector `raise` takes: MSI-X/INTx use the CQ's vector; beyond the table, the last. */
@@ -539,7 +552,11 @@ export class NvmeController {
     await this.dma.read(eis, page.length);
     if (gen !== this.generation) return;
     this.dbbuf = { dbs, eis };
-    for (const sq of this.sqs.values()) if (sq.id > 0) await this.#shadowWrite(sq.id * 2, sq.tail);
+    for (const sq of this.sqs.values()) {
+      if (sq.id === 0) continue;
+      sq.published = sq.tail;
+      await this.#shadowWrite(sq.id * 2, sq.tail);
+    }
     this.#schedulePoll(true);
   }
 

@@ -73,6 +73,8 @@ export class SubmissionQueue {
   head = 0;
   tail = 0;
   deleted = false;
+  /** The event index last published (shadow doorbells), -1 before any. */
+  published = -1;
   /** Commands fetched and not yet completed. */
   readonly inflight = new Set<Promise<void>>();
 
