@@ -22,7 +22,7 @@
 // so the host rings once per burst after we went idle; while busy, every completion pass re-reads
 // the shadow tails. After publishing we re-read the shadow (a submission racing the publish is
 // seen), and poll the shadow on a timer besides (1 ms after activity, backing off to 64 ms).
-import type { DmaApi, PciDeviceContext } from "../../src/index.ts";
+import type { DmaApi, DmaSgList, PciDeviceContext } from "../../src/index.ts";
 import { handleAdmin } from "./admin.ts";
 import { handleIo } from "./io.ts";
 import type { Namespace } from "./namespace.ts";
@@ -105,9 +105,19 @@ export class NvmeController {
   #pollMs = POLL_MIN_MS;
   #idle: Promise<void> = Promise.resolve();
 
+  /** Zero-copy transfers in flight, with the lists whose pages the file I/O uses. */
+  readonly #transfers = new Set<{ lists: readonly DmaSgList[]; done: Promise<unknown> }>();
+  readonly #unsubscribe: () => void;
+
   constructor(ctx: PciDeviceContext, ns: Namespace, opts: ControllerOptions) {
     this.ctx = ctx;
     this.dma = ctx.dma;
+    // An unmap waits for the file I/O still using its pages (a pool thread writes into them).
+    this.#unsubscribe = ctx.dma.onUnmap((ev) => {
+      const waits: Promise<unknown>[] = [];
+      for (const t of this.#transfers) if (t.lists.some((l) => ev.handles.includes(l))) waits.push(t.done);
+      return waits.length > 0 ? Promise.allSettled(waits).then(() => undefined) : undefined;
+    });
     this.ns = ns;
     this.opts = opts;
     const mqes = BigInt(opts.maxQueueEntries - 1);
@@ -560,7 +570,20 @@ export class NvmeController {
     this.#schedulePoll(true);
   }
 
+  /** Run file I/O that uses the lists' pages; the lists are released when it settles. */
+  async transfer(lists: readonly DmaSgList[], io: Promise<void>): Promise<void> {
+    const t = { lists, done: io };
+    this.#transfers.add(t);
+    try {
+      await io;
+    } finally {
+      this.#transfers.delete(t);
+      for (const l of lists) l.release();
+    }
+  }
+
   dispose(): void {
+    this.#unsubscribe();
     this.generation++;
     this.#poll?.cancel();
     this.#poll = null;

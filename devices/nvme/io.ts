@@ -1,14 +1,18 @@
 // NVM command set I/O commands on namespace 1: Read, Write, Flush, Write Zeroes, Dataset
 // Management. Data pointers are PRPs or SGLs (prp-sgl.ts); a DMA fault while moving data ends the
 // command with Data Transfer Error (the file is written only after all data was read from the
-// guest, so a faulting Write changes nothing).
+// guest, so a faulting Write changes nothing). When the guest pages are fd-backed (mapped), the
+// file is read straight into them and written straight from them (preadv/pwritev on the
+// segments of ctx.dma.sg lists); message-backed memory goes through copies.
 
+import type { DmaSgList } from "../../src/index.ts";
 import { MAX_TRANSFER } from "./admin.ts";
 import type { CommandResult, NvmeController } from "./controller.ts";
 import { type DataPiece, gather, prpPieces, scatter, sglPieces } from "./prp-sgl.ts";
 import { IoOp, NvmeStatus, Sqe, Status } from "./spec.ts";
 
 const NSID_ALL = 0xffff_ffff;
+const KNOWN = new Set<number>([IoOp.FLUSH, IoOp.WRITE, IoOp.READ, IoOp.WRITE_ZEROES, IoOp.DSM]);
 
 function dv(sqe: Uint8Array): DataView {
   return new DataView(sqe.buffer, sqe.byteOffset, sqe.byteLength);
@@ -30,8 +34,7 @@ export async function handleIo(c: NvmeController, sqe: Uint8Array): Promise<Comm
   const v = dv(sqe);
   const opc = sqe[Sqe.OPC]!;
   const nsid = v.getUint32(Sqe.NSID, true);
-  const known = [IoOp.FLUSH, IoOp.WRITE, IoOp.READ, IoOp.WRITE_ZEROES, IoOp.DSM] as number[];
-  if (!known.includes(opc)) throw new NvmeStatus(Status.INVALID_OPCODE, `I/O opcode 0x${opc.toString(16)}`);
+  if (!KNOWN.has(opc)) throw new NvmeStatus(Status.INVALID_OPCODE, `I/O opcode 0x${opc.toString(16)}`);
   if (opc === IoOp.FLUSH) {
     if (nsid !== 1 && nsid !== NSID_ALL) throw new NvmeStatus(Status.INVALID_NAMESPACE, `namespace ${nsid}`);
     await c.ns.flush();
@@ -51,6 +54,18 @@ export async function handleIo(c: NvmeController, sqe: Uint8Array): Promise<Comm
   if (length > MAX_TRANSFER) throw new NvmeStatus(Status.INVALID_FIELD, `${length} bytes is over MDTS`);
   const pieces = await dataPieces(c, sqe, length);
   const fua = (dw12 & 0x4000_0000) !== 0;
+  const lists = mapPieces(c, pieces, opc === IoOp.READ ? "write" : "read");
+  if (lists) {
+    // Zero-copy: the file is read into / written from the mapped guest pages themselves.
+    const bufs: Uint8Array[] = [];
+    for (const l of lists) for (const seg of l.segments) bufs.push(seg.bytes!);
+    await c.transfer(
+      lists,
+      opc === IoOp.READ ? c.ns.readv(slba, bufs, length) : c.ns.writev(slba, bufs, length),
+    );
+    if (opc === IoOp.WRITE && (fua || !c.features.volatileWriteCache)) await c.ns.flush();
+    return { status: Status.SUCCESS };
+  }
   if (opc === IoOp.READ) {
     const data = new Uint8Array(length);
     await c.ns.read(slba, data);
@@ -61,6 +76,23 @@ export async function handleIo(c: NvmeController, sqe: Uint8Array): Promise<Comm
     if (fua || !c.features.volatileWriteCache) await c.ns.flush();
   }
   return { status: Status.SUCCESS };
+}
+
+/** Scatter-gather lists over the pieces when every segment is mapped (fd-backed memory), else
+ * null (the copy path then moves the data, and reports any fault). */
+function mapPieces(c: NvmeController, pieces: DataPiece[], access: "read" | "write"): DmaSgList[] | null {
+  const lists: DmaSgList[] = [];
+  try {
+    for (const p of pieces) {
+      const l = c.dma.sg(p.iova, p.length, access);
+      lists.push(l);
+      for (const seg of l.segments) if (seg.bytes === null || seg.bytes.length !== seg.length) throw null;
+    }
+    return lists;
+  } catch {
+    for (const l of lists) l.release();
+    return null;
+  }
 }
 
 /** Dataset Management: with AD (deallocate), the ranges read as zeros afterwards. */

@@ -15,7 +15,9 @@ import {
   ftruncateSync,
   openSync,
   read,
+  readv,
   write,
+  writev,
 } from "node:fs";
 
 function pread(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
@@ -28,6 +30,28 @@ function pwrite(fd: number, buf: Uint8Array, off: number, len: number, pos: numb
   return new Promise((resolve, reject) =>
     write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))),
   );
+}
+
+function preadv(fd: number, bufs: Uint8Array[], pos: number): Promise<number> {
+  return new Promise((resolve, reject) => readv(fd, bufs, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function pwritev(fd: number, bufs: Uint8Array[], pos: number): Promise<number> {
+  return new Promise((resolve, reject) => writev(fd, bufs, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+/** The buffers after the first `skip` bytes (a short transfer goes on from there). */
+function after(bufs: Uint8Array[], skip: number): Uint8Array[] {
+  if (skip === 0) return bufs;
+  const out: Uint8Array[] = [];
+  for (const b of bufs) {
+    if (skip >= b.length) skip -= b.length;
+    else {
+      out.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+  }
+  return out;
 }
 
 export interface NamespaceOptions {
@@ -107,6 +131,33 @@ export class Namespace {
     }
     this.stats.writeCommands++;
     this.stats.bytesWritten += data.length;
+  }
+
+  /** Read into the buffers in order (`length` bytes in all): preadv straight into guest pages. */
+  async readv(slba: bigint, bufs: Uint8Array[], length: number): Promise<void> {
+    if (bufs.length === 1) return this.read(slba, bufs[0]!);
+    let done = 0;
+    const pos = Number(slba) * this.lbaSize;
+    while (done < length) {
+      const n = await preadv(this.#live(), after(bufs, done), pos + done);
+      if (n === 0) {
+        for (const b of after(bufs, done)) b.fill(0);
+        break;
+      }
+      done += n;
+    }
+    this.stats.readCommands++;
+    this.stats.bytesRead += length;
+  }
+
+  /** Write the buffers in order (`length` bytes in all): pwritev straight from guest pages. */
+  async writev(slba: bigint, bufs: Uint8Array[], length: number): Promise<void> {
+    if (bufs.length === 1) return this.write(slba, bufs[0]!);
+    let done = 0;
+    const pos = Number(slba) * this.lbaSize;
+    while (done < length) done += await pwritev(this.#live(), after(bufs, done), pos + done);
+    this.stats.writeCommands++;
+    this.stats.bytesWritten += length;
   }
 
   async writeZeroes(slba: bigint, nlb: number): Promise<void> {
