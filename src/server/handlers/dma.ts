@@ -11,10 +11,10 @@
 // or fail, views are detached, and only then does the reply go out. The session waits for it
 // before the next command, so no later command sees the area half gone.
 import { DmaUnmapFlag, decodeDmaMap, decodeDmaUnmap, encodeDmaUnmapReply } from "../../../protocol/index.ts";
+import { checkDmaFd } from "../../iommu/dma-fd-policy.ts";
 import type { ReceivedFrame } from "../../transport/connection.ts";
 import { VfuError } from "../../util/errors.ts";
 import type { HandlerResult } from "../dispatch.ts";
-import { checkDmaFd } from "../../iommu/dma-fd-policy.ts";
 import type { Session } from "../session.ts";
 
 const EINVAL = 22;
