@@ -69,10 +69,7 @@ export class Session {
   #processing = false;
   #nextMsgId = 0;
   #closing = false;
-  #torndown: Promise<void> | null = null;
   #idle: (() => void) | null = null;
-  /** Messages handled (commands and replies), for statistics. */
-  handled = 0;
   readonly ended: Promise<void>;
   #resolveEnded!: () => void;
 
@@ -151,7 +148,6 @@ export class Session {
   /** Handle one command; returns a promise only when the handler is asynchronous. */
   #handle(frame: ReceivedFrame): Promise<void> | undefined {
     const { header } = frame;
-    this.handled++;
     if (this.options.verbose) {
       this.log.debug(
         `<- ${commandName(header.command)} id=${header.msgId} size=${header.msgSize} flags=0x${header.flags.toString(16)}` +
@@ -321,7 +317,7 @@ export class Session {
     // broken stream, a reset) is worth a warning; a plain disconnect is not.
     if (err) this.log.warn(`client connection closed: ${err.message}`);
     else this.log.info("client disconnected");
-    this.#torndown = this.#teardown();
+    void this.#teardown();
   }
 
   async #teardown(): Promise<void> {
@@ -337,20 +333,20 @@ export class Session {
         this.#idle = resolve;
       });
     }
-    // The device is told of each area going and its transfers finish before the space is empty;
-    // only then does it lose the space (new DMA faults "no-client").
-    await this.space.unmapAll();
+    try {
+      // The device is told of each area going and its transfers finish before the space is
+      // empty; only then does it lose the space (new DMA faults "no-client").
+      await this.space.unmapAll();
+    } catch (e) {
+      this.log.error(`releasing the client's DMA maps failed: ${describe(e)}`);
+    }
     this.options.dma.attach(null);
     try {
       await this.device.disconnect();
     } catch (e) {
       this.log.error(`device reset after disconnect failed: ${describe(e)}`);
     }
+    // `ended` resolves whatever failed above, so the endpoint can serve the next client.
     this.#resolveEnded();
-  }
-
-  /** Resolves when the session has released everything after its connection closed. */
-  whenTornDown(): Promise<void> {
-    return this.#torndown ?? this.ended;
   }
 }
