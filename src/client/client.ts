@@ -215,16 +215,22 @@ export class VfioUserClient {
     this.conn.send(encodeMessage({ msgId, command, flags: HeaderFlag.COMMAND | HeaderFlag.NO_REPLY }, body));
   }
 
+  /** Send `message` and wait for the reply with `msgId`. `command` -1 marks a raw message:
+   * its reply resolves whatever it holds, errors included. */
   #send(msgId: number, command: number, message: Uint8Array, fds: readonly number[]): Promise<ReceivedFrame> {
     if (this.#closed)
       return Promise.reject(this.#closeError ?? new ClientError(command, ENOTCONN, "connection closed"));
+    const ms = this.#opts.timeoutMs;
     return new Promise((resolve, reject) => {
       this.#track(msgId, {
         command,
         resolve,
         reject,
-        deadline: performance.now() + this.#opts.timeoutMs,
-        timeout: () => new ClientError(command, 110, `no reply within ${this.#opts.timeoutMs} ms`),
+        deadline: performance.now() + ms,
+        timeout: () =>
+          command === -1
+            ? new Error(`no reply to raw message id=${msgId} within ${ms} ms`)
+            : new ClientError(command, 110, `no reply within ${ms} ms`),
       });
       this.conn.send(message, fds);
     });
@@ -237,16 +243,7 @@ export class VfioUserClient {
       this.conn.send(bytes, fds);
       return Promise.resolve(null);
     }
-    return new Promise((resolve, reject) => {
-      this.#track(replyTo, {
-        command: -1,
-        resolve,
-        reject,
-        deadline: performance.now() + this.#opts.timeoutMs,
-        timeout: () => new Error(`no reply to raw message id=${replyTo} within ${this.#opts.timeoutMs} ms`),
-      });
-      this.conn.send(bytes, fds);
-    });
+    return this.#send(replyTo, -1, bytes, fds);
   }
 
   /** Register a request waiting for its reply. Timeouts are found by one sweeping timer rather
