@@ -167,6 +167,19 @@ AddonState* State(Napi::Env env) { return env.GetInstanceData<AddonState>(); }
 // ---------------------------------------------------------------------------------------------
 // Sockets
 
+// Fill `addr` for a UNIX socket path; a path too long for sun_path is ENAMETOOLONG, reported
+// against `syscall`. Returns the address length to pass to bind/connect.
+socklen_t UnixAddress(Napi::Env env, const std::string& path, const char* syscall, sockaddr_un* addr) {
+  addr->sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr->sun_path)) {
+    throw ErrnoError(env, ENAMETOOLONG, syscall,
+                     "socket path is " + std::to_string(path.size()) + " bytes; at most " +
+                         std::to_string(sizeof(addr->sun_path) - 1) + " fit in sun_path");
+  }
+  std::memcpy(addr->sun_path, path.c_str(), path.size() + 1);
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+}
+
 Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgCString(info, 0, "path");
@@ -174,14 +187,7 @@ Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   mode_t mode = static_cast<mode_t>(ArgInteger(info, 2, "mode", 0, 07777));
 
   sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    throw ErrnoError(env, ENAMETOOLONG, "bind",
-                     "socket path is " + std::to_string(path.size()) + " bytes; at most " +
-                         std::to_string(sizeof(addr.sun_path) - 1) + " fit in sun_path");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  socklen_t addrLen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  socklen_t addrLen = UnixAddress(env, path, "bind", &addr);
 
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw ErrnoError(env, errno, "socket");
@@ -223,14 +229,7 @@ Napi::Value ConnectUnix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgCString(info, 0, "path");
   sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    throw ErrnoError(env, ENAMETOOLONG, "connect",
-                     "socket path is " + std::to_string(path.size()) + " bytes; at most " +
-                         std::to_string(sizeof(addr.sun_path) - 1) + " fit in sun_path");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  socklen_t addrLen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  socklen_t addrLen = UnixAddress(env, path, "connect", &addr);
 
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw ErrnoError(env, errno, "socket");
