@@ -114,5 +114,6 @@ export {
 export type { Session } from "./server/session.ts";
 export type { Connection, ReceivedFrame } from "./transport/connection.ts";
 export { createMemoryPair, MemoryConnection } from "./transport/memory-pair.ts";
+export { ControlFifo, openControlChannel } from "./util/control-fifo.ts";
 export { VfuError } from "./util/errors.ts";
 export { type Logger, MemorySink, SinkLogger, silentLogger, stderrLogger } from "./util/log.ts";

@@ -19,13 +19,15 @@
 // (`--set control=<path>`, see control.ts) while it runs. What the guest drives on the outputs is
 // logged at info level and reported through `onOutputChange`.
 import {
+  type ControlFifo,
   definePciDevice,
+  openControlChannel,
   type PciDevice,
   type PciDeviceBehaviour,
   type PciDeviceContext,
   type PciFunctionApi,
 } from "../../src/index.ts";
-import { ControlFifo, parseControlLine, parseInputMask } from "./control.ts";
+import { parseControlLine, parseInputMask } from "./control.ts";
 
 export const IDIO16_IDS = {
   vendor: 0x494f, //          ACCES I/O Products ("IO")
@@ -282,18 +284,7 @@ function createIdio16(ctx: PciDeviceContext): Idio16Behaviour {
 
   const controlPath = ctx.options.control;
   if (controlPath) {
-    control = new ControlFifo(
-      controlPath,
-      (line) => {
-        try {
-          const did = behaviour.command(line);
-          if (did) log.debug(`control: ${did}`);
-        } catch (err) {
-          log.warn(`control ${controlPath}: ${(err as Error).message}`);
-        }
-      },
-      log,
-    );
+    control = openControlChannel(controlPath, (line) => behaviour.command(line), log);
     log.info(`control channel ${controlPath}: "input <0-15> <0|1>", "inputs <mask>", "status"`);
   }
   behaviours.set(ctx.pci, behaviour);

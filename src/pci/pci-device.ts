@@ -21,7 +21,7 @@ import type {
   DeviceSetup,
   OptionSpec,
 } from "../device/device.ts";
-import { Device, defineDevice } from "../device/device.ts";
+import { Device, defineDevice, resolveOptions } from "../device/device.ts";
 import type { IrqSpec } from "../device/irq.ts";
 import type { Region, RegionHandlers } from "../device/region.ts";
 import type { DmaApi } from "../iommu/dma.ts";
@@ -269,8 +269,11 @@ export function definePciDevice(spec: PciDeviceSpec): PciDeviceDefinition {
 export class PciDevice extends Device {
   readonly pci: PciFunction;
 
-  constructor(def: PciDeviceDefinition, setup: DeviceSetup) {
+  constructor(definition: PciDeviceDefinition, setup: DeviceSetup) {
     let fn: PciFunction | undefined;
+    const options = setup.options ?? resolveOptions(definition, {});
+    const { specialize: _fixed, ...def } = (definition.specialize?.(options) ??
+      definition) as PciDeviceDefinition;
     super(
       {
         ...def,
@@ -280,7 +283,7 @@ export class PciDevice extends Device {
           return b;
         },
       },
-      setup,
+      { ...setup, options },
     );
     if (!fn) throw new Error(`${def.name} is not a PCI device definition`);
     this.pci = fn;
