@@ -23,17 +23,22 @@ export {
   type IrqApi,
   type OptionSpec,
   resolveOptions,
+  type WriteCombineStats,
 } from "./device/device.ts";
 export { IrqController, type IrqKind, type IrqSpec, type VectorCounters } from "./device/irq.ts";
 export {
+  CACHE_ATTRS,
   type CacheAttr,
   leBytes,
   leValue,
+  type MmapAreaSpec,
+  type MmapView,
   type ReadResult,
   Region,
   type RegionHandlers,
   type RegionSpec,
 } from "./device/region.ts";
+export { type FlushReason, WC_BUFFER_BYTES } from "./device/write-combine.ts";
 export { AddressSpace, MAX_DMA_LENGTH, type MapRequest } from "./iommu/address-space.ts";
 export type { Area } from "./iommu/area.ts";
 export type { BackingKind } from "./iommu/backing.ts";

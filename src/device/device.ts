@@ -10,12 +10,25 @@
 // Lifecycle: one Device serves one client at a time, for as long as the server runs. DEVICE_RESET
 // calls `reset`; a client disconnect releases every interrupt fd and DMA mapping and resets the
 // device, so the next client finds it in its power-on state.
+//
+// Write combining (README, "Write combining"): trapped writes to a region that declares cache WC
+// or WB go into the device's WriteCombiner and reach the handler merged, at a flush point: a read
+// of that region, any access to a UC region (the PCI config space is one), an interrupt the model
+// raises, `ctx.fence()`, the buffer filling, a write it cannot merge, the end of the batch of
+// messages at hand (the session calls `flushWrites("batch")`), SET_IRQS and DEVICE_RESET. A
+// disconnect drops what is pending. UC writes are delivered one by one, in order, after any
+// pending WC run, so a register write always finds the framebuffer writes before it applied.
+// When a delivery is asynchronous (a handler returned a promise), every later access, interrupt
+// and delivery of this device waits for it (`#busy`), so order holds for peers and timers too. A
+// failing combined write is logged and counted: the writes in it were acknowledged long before
+// (they are posted by nature), so it fails nobody's request.
 import { DeviceFlag, type RegionCap } from "../../protocol/index.ts";
 import type { DmaApi } from "../iommu/dma.ts";
 import { VfuError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { IrqController, type IrqSpec } from "./irq.ts";
 import { Region, type RegionHandlers, type RegionSpec, toBytes } from "./region.ts";
+import { type CombinedWrite, type FlushReason, WC_BUFFER_BYTES, WriteCombiner } from "./write-combine.ts";
 
 export type Bus = "pci" | "platform";
 
@@ -46,6 +59,10 @@ export interface DeviceContext {
   readonly options: Readonly<Record<string, string>>;
   /** A declared region (its `memory` for memory-backed regions). */
   region(index: number): Region;
+  /** Deliver every combined write still pending (an explicit fence); the promise settles once
+   * they have reached their handlers. Do not await it inside a WC write handler (that handler's
+   * own delivery is what it would wait for). */
+  fence(): void | Promise<void>;
 }
 
 export interface DeviceBehaviour {
@@ -134,7 +151,25 @@ export interface DeviceSetup {
   dma: DmaApi;
   options?: Readonly<Record<string, string>>;
   clock?: Clock;
+  /** Bytes the write-combining buffer holds (default WC_BUFFER_BYTES; tests use smaller). */
+  wcBufferBytes?: number;
 }
+
+/** What the write-combining buffer did, for tests, benchmarks and inspection. */
+export interface WriteCombineStats {
+  /** Trapped writes that went into the buffer. */
+  buffered: number;
+  /** Combined writes delivered to handlers. */
+  delivered: number;
+  /** Deliveries by flush reason. */
+  flushes: Record<FlushReason, number>;
+  /** Combined writes whose handler failed (logged). */
+  failed: number;
+  /** Bytes dropped at disconnect. */
+  droppedBytes: number;
+}
+
+const noop = (): void => {};
 
 /** What the session needs of a device; implemented by `Device` and the bus layers over it. */
 export interface DeviceModel {
@@ -146,6 +181,8 @@ export interface DeviceModel {
   region(index: number): Region | undefined;
   /** Extra region-info capabilities (sparse mmap areas, the project's cache-attribute cap). */
   regionCaps(index: number): RegionCap[];
+  /** Deliver the pending combined writes (a flush point the session or a peer reaches). */
+  flushWrites(reason: FlushReason): void | Promise<void>;
   read(index: number, offset: bigint, count: number): Uint8Array | Promise<Uint8Array>;
   write(index: number, offset: bigint, data: Uint8Array): void | Promise<void>;
   reset(): void | Promise<void>;
@@ -163,6 +200,16 @@ export class Device implements DeviceModel {
   readonly #behaviour: DeviceBehaviour;
   readonly #clock: Clock;
   readonly #regionCapsOf: DeviceDefinition["regionCaps"];
+  readonly #wc: WriteCombiner;
+  /** The tail of asynchronous deliveries in flight: later accesses of this device wait for it. */
+  #busy: Promise<void> | null = null;
+  readonly wcStats: WriteCombineStats = {
+    buffered: 0,
+    delivered: 0,
+    flushes: { gap: 0, full: 0, read: 0, uncached: 0, irq: 0, fence: 0, batch: 0, reset: 0 },
+    failed: 0,
+    droppedBytes: 0,
+  };
 
   constructor(
     definition: DeviceDefinition,
@@ -173,6 +220,7 @@ export class Device implements DeviceModel {
     const def = definition.specialize?.(options) ?? definition;
     this.name = def.name;
     this.log = setup.log;
+    this.#wc = new WriteCombiner(setup.wcBufferBytes ?? WC_BUFFER_BYTES);
     this.flags = (def.bus === "pci" ? DeviceFlag.PCI : DeviceFlag.PLATFORM) | DeviceFlag.RESET;
     this.irqs = new IrqController(def.irqs, setup.log);
     this.#regionCapsOf = def.regionCaps?.bind(def);
@@ -189,9 +237,15 @@ export class Device implements DeviceModel {
       const irqs = this.irqs;
       const ctx: DeviceContext = {
         log: setup.log,
+        // An interrupt is a flush point: the writes before it reach the model before the
+        // client hears of it (delivered later, in order, if a flush is asynchronous).
         irq: {
-          raise: (index, vector = 0) => irqs.raise(index, vector),
-          setLevel: (index, vector, asserted) => irqs.setLevel(index, vector, asserted),
+          raise: (index, vector = 0) => {
+            this.#afterFlush("irq", () => irqs.raise(index, vector));
+          },
+          setLevel: (index, vector, asserted) => {
+            this.#afterFlush("irq", () => irqs.setLevel(index, vector, asserted));
+          },
         },
         dma: setup.dma,
         clock: this.#clock,
@@ -201,6 +255,7 @@ export class Device implements DeviceModel {
           if (!r) throw new Error(`device ${def.name} has no region ${index}`);
           return r;
         },
+        fence: () => this.fence(),
       };
       this.#behaviour = def.create(ctx);
       const handlers = { ...extraRegions, ...(this.#behaviour.regions ?? {}) };
@@ -239,6 +294,16 @@ export class Device implements DeviceModel {
   read(index: number, offset: bigint, count: number): Uint8Array | Promise<Uint8Array> {
     const region = this.#regionOrThrow(index);
     const off = region.check(offset, count, false);
+    // A read of the run's region, or of any UC region, sees every write before it.
+    const pending = this.#wc.region;
+    const reason: FlushReason | null =
+      pending === null ? null : !region.combines ? "uncached" : pending === region ? "read" : null;
+    const flushed = reason ? this.flushWrites(reason) : this.#busy;
+    if (flushed) return flushed.then(() => this.#read(region, off, count));
+    return this.#read(region, off, count);
+  }
+
+  #read(region: Region, off: number, count: number): Uint8Array | Promise<Uint8Array> {
     const result = region.read(off, count);
     if (result instanceof Promise) return result.then((r) => toBytes(r, count));
     return toBytes(result, count);
@@ -247,17 +312,129 @@ export class Device implements DeviceModel {
   write(index: number, offset: bigint, data: Uint8Array): void | Promise<void> {
     const region = this.#regionOrThrow(index);
     const off = region.check(offset, data.length, true);
-    return region.write(off, data);
+    if (!region.combines) {
+      // UC: alone and in order, after whatever is pending.
+      const flushed = this.#wc.region !== null ? this.flushWrites("uncached") : this.#busy;
+      if (flushed) return flushed.then(() => region.write(off, data));
+      return region.write(off, data);
+    }
+    this.wcStats.buffered++;
+    if (this.#busy) {
+      // An asynchronous delivery is in flight: join the queue behind it (`data` is a view valid
+      // only for this call, so it is copied).
+      const copy = data.slice();
+      return this.#chain(() => this.#combine(region, off, copy));
+    }
+    return this.#combine(region, off, data);
+  }
+
+  #combine(region: Region, off: number, data: Uint8Array): void | Promise<void> {
+    const wc = this.#wc;
+    if (data.length > wc.limit) {
+      // Longer than the buffer: delivered alone, after the run before it.
+      const flushed = this.flushWrites("gap");
+      if (flushed) return flushed.then(() => this.#deliver({ region, offset: off, data }));
+      return this.#deliver({ region, offset: off, data });
+    }
+    if (!wc.accepts(region, off, data.length)) {
+      const flushed = this.flushWrites("gap");
+      if (flushed) {
+        const copy = data.slice();
+        return flushed.then(() => this.#combine(region, off, copy));
+      }
+    }
+    if (wc.add(region, off, data)) return this.flushWrites("full");
+  }
+
+  /** Deliver the pending run now (an explicit fence). Settles once it reached its handler. */
+  fence(): void | Promise<void> {
+    return this.flushWrites("fence");
+  }
+
+  /** Deliver the pending run, counted under `reason`. Returns a promise only when something is
+   * (or was already) in flight asynchronously; it never rejects. */
+  flushWrites(reason: FlushReason): void | Promise<void> {
+    if (this.#busy) return this.#chain(() => this.#flushNow(reason));
+    return this.#flushNow(reason);
+  }
+
+  #flushNow(reason: FlushReason): void | Promise<void> {
+    const run = this.#wc.take();
+    if (!run) return;
+    this.wcStats.flushes[reason]++;
+    return this.#deliver(run);
+  }
+
+  /** One write to its handler; failures are logged, never thrown (see the header comment). */
+  #deliver(run: CombinedWrite): void | Promise<void> {
+    this.wcStats.delivered++;
+    const failed = (err: unknown) => {
+      this.wcStats.failed++;
+      this.log.error(
+        `combined write [0x${run.offset.toString(16)}, +${run.data.length}) to region ${run.region.spec.name} failed: ${
+          err instanceof Error ? err.message : String(err)
+        }`,
+      );
+    };
+    let r: void | Promise<void>;
+    try {
+      r = run.region.write(run.offset, run.data);
+    } catch (err) {
+      failed(err);
+      return;
+    }
+    if (r instanceof Promise) return this.#track(r.catch(failed));
+  }
+
+  /** Run `fn` once what is in flight has settled, keeping it at the tail of the queue. */
+  #chain<T>(fn: () => T | Promise<T>): Promise<T> {
+    const p = this.#busy!.then(fn);
+    this.#track(p.then(noop, noop));
+    return p;
+  }
+
+  /** Make `p` the tail every later access waits for (until it settles). */
+  #track(p: Promise<void>): Promise<void> {
+    const tail = p.then(() => {
+      if (this.#busy === tail) this.#busy = null;
+    });
+    this.#busy = tail;
+    return tail;
+  }
+
+  /** Run `fn` after flushing, synchronously when nothing is asynchronous. */
+  #afterFlush(reason: FlushReason, fn: () => void): void {
+    const flushed = this.flushWrites(reason);
+    if (flushed)
+      this.#track(flushed.then(fn).catch((err) => this.log.error(`deferred interrupt failed: ${err}`)));
+    else fn();
   }
 
   reset(): void | Promise<void> {
+    // Writes accepted before the reset reach the model before it is reset.
+    const flushed = this.flushWrites("reset");
+    if (flushed) return flushed.then(() => this.#reset());
+    return this.#reset();
+  }
+
+  #reset(): void | Promise<void> {
     this.irqs.reset();
     return this.#behaviour.reset?.();
   }
 
   async disconnect(): Promise<void> {
+    // The client is gone: what it left in the buffer is dropped, not delivered (the device is
+    // about to be reset and its DMA space is already empty).
+    if (this.#busy) await this.#busy;
+    const dropped = this.#wc.take();
+    if (dropped) {
+      this.wcStats.droppedBytes += dropped.data.length;
+      this.log.debug(
+        `dropped ${dropped.data.length} combined bytes to ${dropped.region.spec.name} at disconnect`,
+      );
+    }
     this.irqs.releaseAll();
-    await this.reset();
+    await this.#reset();
   }
 
   dispose(): void {

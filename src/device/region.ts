@@ -5,15 +5,54 @@
 // lie inside the region, have one of the declared sizes (when sizes are declared) and go in a
 // direction the region allows. A refused access is a VfuError(EINVAL) naming the problem.
 //
+// Memory-backed regions may be offered to the client to mmap, whole or in page-aligned areas
+// (`mmapAreas`): the parts outside every area stay trapped (REGION_READ/WRITE), the areas are
+// reached both ways, and the device sees the same bytes in `region.memory`. Each area offers one
+// or more mmap *views*, each with a cache attribute (UC/WC/WB): WC is a property of a mapping,
+// not of the memory, so one backing may be mapped several ways. A view's cookie is the fd offset
+// the client passes to mmap; with one memfd per region every view of an area has the same cookie
+// (the area's offset) and the attribute says how the client must treat stores through it (see
+// the README, "Memory-backed regions and mmap views").
+//
 // OWNERSHIP: a memory-backed region owns its memfd and its mapping; `dispose()` releases both.
 import { native } from "../../native/index.ts";
 import { VfuError } from "../util/errors.ts";
 
 const EINVAL = 22;
+const PAGE = 4096;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Memory type of a region or mapping (see the README: write-combining). */
 export type CacheAttr = "UC" | "WC" | "WB";
+
+export const CACHE_ATTRS: readonly CacheAttr[] = ["UC", "WC", "WB"];
+
+/** A part of a memory-backed region the client may mmap. */
+export interface MmapAreaSpec {
+  /** Byte offset in the region: a multiple of 4096. */
+  offset: number;
+  /** Bytes: a non-zero multiple of 4096, inside the region. */
+  size: number;
+  /** The cache attributes the area may be mapped with, one mmap view each, no repeats; the first
+   * is the default view (what a client that knows no views maps). Default: the region's `cache`,
+   * else WB. */
+  views?: readonly CacheAttr[];
+}
+
+/** One way of mapping one area, as described to the client. */
+export interface MmapView {
+  /** Index of the area (in offset order) this view maps. */
+  area: number;
+  /** Byte offset in the region and length of what the view maps. */
+  offset: number;
+  size: number;
+  cache: CacheAttr;
+  /** The fd offset to pass to mmap for this view (the region info's offset + the area's offset;
+   * all views of one area share it: the attribute, not the offset, tells them apart). */
+  cookie: number;
+  /** The first view of its area: what a client that ignores views maps. */
+  isDefault: boolean;
+}
 
 export type ReadResult = number | bigint | Uint8Array;
 
@@ -37,7 +76,57 @@ export interface RegionSpec {
   /** Back the region with a sealed memfd of `size` bytes (page multiple). Accesses without
    * handlers read and write it; `mmap` offers the fd to the client. */
   memory?: boolean;
+  /** Offer the memory to the client to mmap (needs `memory`). False: fully trapped. */
   mmap?: boolean;
+  /** The parts the client may mmap (needs `mmap`); the rest stays trapped. Default: one area,
+   * the whole region. Areas are page-aligned and do not overlap. */
+  mmapAreas?: readonly MmapAreaSpec[];
+}
+
+interface Area {
+  offset: number;
+  size: number;
+  views: readonly CacheAttr[];
+}
+
+/** Validate the mmap areas of a spec; throws an Error naming the region and the area. */
+function checkAreas(spec: RegionSpec): Area[] {
+  const name = spec.name;
+  if (spec.mmap && !spec.memory) throw new Error(`region ${name}: mmap needs memory: true`);
+  if (spec.mmapAreas !== undefined && !spec.mmap)
+    throw new Error(`region ${name}: mmapAreas needs mmap: true`);
+  if (!spec.mmap || spec.size === 0) return [];
+  const fallback: CacheAttr = spec.cache ?? "WB";
+  const given = spec.mmapAreas ?? [{ offset: 0, size: spec.size }];
+  if (given.length === 0)
+    throw new Error(`region ${name}: mmapAreas is empty (omit it for the whole region)`);
+  const areas = given.map((a, i): Area => {
+    const what = `region ${name}: mmapAreas[${i}]`;
+    if (!Number.isSafeInteger(a.offset) || a.offset < 0 || a.offset % PAGE !== 0)
+      throw new Error(`${what}: offset ${a.offset} is not a multiple of ${PAGE}`);
+    if (!Number.isSafeInteger(a.size) || a.size <= 0 || a.size % PAGE !== 0)
+      throw new Error(`${what}: size ${a.size} is not a non-zero multiple of ${PAGE}`);
+    if (a.offset + a.size > spec.size)
+      throw new Error(
+        `${what}: [0x${a.offset.toString(16)}, +0x${a.size.toString(16)}) ends past the region (size 0x${spec.size.toString(16)})`,
+      );
+    const views = a.views ?? [fallback];
+    if (views.length === 0) throw new Error(`${what}: views is empty`);
+    for (const v of views) {
+      if (!CACHE_ATTRS.includes(v)) throw new Error(`${what}: view ${String(v)} is not UC, WC or WB`);
+    }
+    if (new Set(views).size !== views.length) throw new Error(`${what}: views repeat an attribute`);
+    return { offset: a.offset, size: a.size, views: [...views] };
+  });
+  areas.sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < areas.length; i++) {
+    const prev = areas[i - 1]!;
+    if (areas[i]!.offset < prev.offset + prev.size)
+      throw new Error(
+        `region ${name}: mmap areas at 0x${prev.offset.toString(16)} and 0x${areas[i]!.offset.toString(16)} overlap`,
+      );
+  }
+  return areas;
 }
 
 export function leBytes(value: number | bigint, size: number): Uint8Array {
@@ -74,6 +163,7 @@ export class Region {
   #mapping: ArrayBuffer | null = null;
   /** The backing memory of a memory-backed region (shared with the client's mmap). */
   readonly memory: Uint8Array | null;
+  readonly #areas: Area[];
 
   constructor(spec: RegionSpec, handlers: RegionHandlers = {}) {
     if (!Number.isSafeInteger(spec.size) || spec.size < 0) {
@@ -83,6 +173,9 @@ export class Region {
       if (![1, 2, 4, 8].includes(s))
         throw new Error(`region ${spec.name}: access size ${s} is not 1, 2, 4 or 8`);
     }
+    if (spec.cache !== undefined && !CACHE_ATTRS.includes(spec.cache))
+      throw new Error(`region ${spec.name}: cache ${String(spec.cache)} is not UC, WC or WB`);
+    this.#areas = checkAreas(spec);
     this.spec = spec;
     this.#handlers = handlers;
     if (spec.memory && spec.size > 0) {
@@ -119,9 +212,40 @@ export class Region {
     return this.spec.size > 0 && this.spec.writable !== false;
   }
 
+  /** The region's cache attribute: the declared one, else WB for memory and UC for registers. */
+  get cache(): CacheAttr {
+    return this.spec.cache ?? (this.memory ? "WB" : "UC");
+  }
+
+  /** Trapped writes go through the write-combining buffer: only when the region declares WC or
+   * WB. A region that declares nothing gets every write delivered alone and in order. */
+  get combines(): boolean {
+    return this.spec.cache === "WC" || this.spec.cache === "WB";
+  }
+
   /** The fd a client may mmap, when the region offers one. OWNERSHIP: stays the region's. */
   get mmapFd(): number | null {
     return this.spec.mmap && this.#memfd >= 0 ? this.#memfd : null;
+  }
+
+  /** The areas the client may mmap (offset order; empty when the region offers no mmap). */
+  get mmapAreas(): readonly { offset: number; size: number }[] {
+    return this.mmapFd === null ? [] : this.#areas;
+  }
+
+  /** Every mmap view, area by area, the default view of each area first. */
+  mmapViews(): MmapView[] {
+    if (this.mmapFd === null) return [];
+    return this.#areas.flatMap((a, area) =>
+      a.views.map((cache, i) => ({
+        area,
+        offset: a.offset,
+        size: a.size,
+        cache,
+        cookie: a.offset,
+        isDefault: i === 0,
+      })),
+    );
   }
 
   /** Validate an access; returns the offset as a number. */

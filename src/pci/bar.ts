@@ -12,7 +12,7 @@
 //
 // BAR n is vfio region n, the ROM is region 6, the config space region 7 (vfio's PCI layout). Every
 // declaration error is thrown by `layoutBars` when the device is defined, naming the BAR.
-import type { CacheAttr, RegionSpec } from "../device/region.ts";
+import type { CacheAttr, MmapAreaSpec, RegionSpec } from "../device/region.ts";
 import type { ConfigSpace } from "./config-space.ts";
 import { PciHeader } from "./header.ts";
 
@@ -39,6 +39,11 @@ export interface BarSpec {
   memory?: boolean;
   /** Offer the memory to the client to mmap (needs `memory`). */
   mmap?: boolean;
+  /** The parts of the BAR the client may mmap, each with its views (see RegionSpec.mmapAreas);
+   * default: the whole BAR. Needs `mmap`. */
+  mmapAreas?: readonly MmapAreaSpec[];
+  /** Cache attribute of trapped accesses and the default mmap view: "WC" or "WB" makes trapped
+   * writes go through the write-combining buffer; omitted or "UC": each write alone, in order. */
   cache?: CacheAttr;
   /** Region name in logs and listings (default `bar<N>`). */
   name?: string;
@@ -192,6 +197,7 @@ export function barRegionSpecs(
       accessSizes: frameworkAccess.has(i) ? undefined : s.accessSizes,
       memory: s.memory,
       mmap: s.mmap,
+      mmapAreas: s.mmapAreas,
       cache: s.cache,
     });
   }

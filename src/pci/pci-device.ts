@@ -86,6 +86,8 @@ export interface PciDeviceContext {
   readonly pci: PciFunctionApi;
   /** A declared BAR's region (`.memory` for memory-backed BARs). */
   bar(index: number): Region;
+  /** Deliver the combined writes still pending to WC/WB BARs (an explicit fence). */
+  fence(): void | Promise<void>;
 }
 
 export interface PciDeviceBehaviour {
@@ -165,6 +167,17 @@ export function layoutPci(spec: PciDeviceSpec): PciLayout {
         return b && { size: b.size, kind: b.kind, mmap: b.spec.mmap === true };
       })
     : null;
+  if (msix) {
+    // The MSI-X table and PBA are registers: combining writes to them would merge vector entries
+    // and hide the width checks, so their BARs stay uncached.
+    for (const i of new Set([msix.tableBar, msix.pbaBar])) {
+      const cache = bars[i]?.spec.cache;
+      if (cache === "WC" || cache === "WB")
+        throw new Error(
+          `BAR ${i} (${bars[i]!.name}): holds the MSI-X table or PBA, so it cannot be ${cache}`,
+        );
+    }
+  }
   const std: Array<CapPlacement & { kind: CapKind; item: number }> = [];
   if (caps.pm) std.push({ kind: "pm", item: 0, name: "pm", size: PmCap.SIZE, offset: caps.pm.offset });
   if (caps.msi)

@@ -141,6 +141,7 @@ export class PciFunction implements PciFunctionApi {
       irq: this.irq,
       pci: this,
       bar,
+      fence: () => ctx.fence(),
     };
     this.#model = spec.create(pciCtx);
     const given = this.#model.bars ?? {};
