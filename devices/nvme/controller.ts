@@ -22,7 +22,7 @@
 // so the host rings once per burst after we went idle; while busy, every completion pass re-reads
 // the shadow tails. After publishing we re-read the shadow (a submission racing the publish is
 // seen), and poll the shadow on a timer besides (1 ms after activity, backing off to 64 ms).
-import type { DmaApi, DmaSgList, PciDeviceContext } from "../../src/index.ts";
+import type { DmaApi, DmaSgList, DmaView, PciDeviceContext } from "../../src/index.ts";
 import { handleAdmin } from "./admin.ts";
 import { handleIo } from "./io.ts";
 import type { Namespace } from "./namespace.ts";
@@ -38,6 +38,8 @@ export interface ControllerOptions {
   maxIoQueues: number;
   /** Interrupt vectors (the MSI-X table size). */
   vectors: number;
+  /** Shadow doorbells: after a burst, poll one timer tick before publishing the event index. */
+  holdPoll?: boolean;
 }
 
 /** What a command handler returns: a completion, or null when it completes later (AER). */
@@ -74,6 +76,9 @@ function defaultFeatures(): Features {
 }
 
 const POLL_MIN_MS = 1;
+/** Commands in one pass (or completions the host has not consumed) that make an idle SQ wait
+ * one poll tick before it publishes its event index. */
+const HOLD_MIN_BURST = 2;
 const POLL_MAX_MS = 64;
 
 export class NvmeController {
@@ -96,8 +101,30 @@ export class NvmeController {
   /** Held Asynchronous Event Requests (command ids on the admin queue). */
   readonly aers: number[] = [];
   /** Shadow doorbell and event index buffers (Doorbell Buffer Config), or null. */
-  dbbuf: { dbs: bigint; eis: bigint } | null = null;
-  readonly counters = { mmioDoorbells: 0, shadowPolls: 0, commands: 0, interrupts: 0, dmaErrors: 0 };
+  dbbuf: { dbs: bigint; eis: bigint; dbsView: DmaView | null; eisView: DmaView | null } | null = null;
+  readonly counters = {
+    mmioDoorbells: 0,
+    shadowPolls: 0,
+    commands: 0,
+    interrupts: 0,
+    dmaErrors: 0,
+    /** Commands found by a pump started by: an MMIO doorbell, a completion pass, the poll timer. */
+    foundByMmio: 0,
+    foundByCompletion: 0,
+    foundByTimer: 0,
+    /** Sums in microseconds over all commands: fetch → handler done, handler done → CQE posted. */
+    serviceUs: 0,
+    postUs: 0,
+    /** Sum over interrupts of the time until the next command was fetched (guest turnaround plus
+     * our discovery delay), and how many gaps were summed. */
+    turnaroundUs: 0,
+    turnarounds: 0,
+  };
+  #lastIrq = 0;
+  #kickReason: "mmio" | "completion" | "timer" | null = null;
+  #pumpReason: "mmio" | "completion" | "timer" | null = null;
+  /** A submission queue went idle after a burst and keeps its event index for a timer tick. */
+  #holding = false;
   #scheduled = false;
   #running = false;
   #again = false;
@@ -273,7 +300,7 @@ export class NvmeController {
     this.sqs.clear();
     this.cqs.clear();
     this.aers.length = 0;
-    this.dbbuf = null;
+    this.#releaseDbbuf();
     this.#poll?.cancel();
     this.#poll = null;
     this.features = defaultFeatures();
@@ -322,7 +349,7 @@ export class NvmeController {
       if (!cq || value >= cq.size) return;
       this.#cqHead(cq, value);
     }
-    this.kick();
+    this.kick("mmio");
   }
 
   #cqHead(cq: CompletionQueue, head: number): void {
@@ -332,7 +359,8 @@ export class NvmeController {
   }
 
   /** Schedule the pump (never runs it inside the caller). */
-  kick(): void {
+  kick(reason: "mmio" | "completion" | "timer" | null = null): void {
+    this.#kickReason ??= reason;
     this.#again = true;
     if (this.#scheduled || this.#running) return;
     this.#scheduled = true;
@@ -346,9 +374,13 @@ export class NvmeController {
     if (this.#running) return;
     this.#running = true;
     let worked = false;
+    this.#holding = false;
     try {
       while (this.#again) {
         this.#again = false;
+        this.#pumpReason = this.#kickReason;
+        this.#kickReason = null;
+        this.ns.beginPass();
         for (const sq of [...this.sqs.values()]) {
           if (await this.#drain(sq)) worked = true;
         }
@@ -356,7 +388,7 @@ export class NvmeController {
     } finally {
       this.#running = false;
     }
-    if (this.dbbuf) this.#schedulePoll(worked);
+    if (this.dbbuf) this.#schedulePoll(worked || this.#holding);
   }
 
   #schedulePoll(active: boolean): void {
@@ -367,7 +399,7 @@ export class NvmeController {
       this.#poll = null;
       if (gen !== this.generation || !this.dbbuf) return;
       this.counters.shadowPolls++;
-      this.kick();
+      this.kick("timer");
     }, this.#pollMs);
   }
 
@@ -378,7 +410,8 @@ export class NvmeController {
     for (;;) {
       if (sq.deleted || gen !== this.generation) return worked;
       if (this.dbbuf && sq.id > 0) {
-        const shadow = await this.#shadowRead(sq.id * 2);
+        const r = this.#shadowRead(sq.id * 2);
+        const shadow = r instanceof Promise ? await r : r;
         if (shadow === null || gen !== this.generation || sq.deleted) return worked;
         if (shadow < sq.size) sq.tail = shadow;
       }
@@ -389,25 +422,42 @@ export class NvmeController {
         // kicks the pump, which re-reads it. Once idle, publish what we consumed and re-read the
         // shadow (a submission racing the publish is seen).
         if (sq.inflight.size > 0 || sq.published === sq.tail) return worked;
+        // When the host keeps a queue (HOLD_MIN_BURST or more commands found in one pass, or as
+        // many completions it has not consumed yet) it will submit again soon:
+        // keep the event index where it is (no MMIO doorbell) and look at the shadow again on the
+        // next timer tick; only a timer pass that finds nothing new publishes. A lone command
+        // (queue depth 1: one completion outstanding) publishes at once.
+        if (
+          this.opts.holdPoll &&
+          (sq.lastBatch >= HOLD_MIN_BURST || this.#unconsumed(sq) >= HOLD_MIN_BURST) &&
+          (worked || this.#pumpReason !== "timer")
+        ) {
+          this.#holding = true;
+          return worked;
+        }
         sq.published = sq.tail;
-        await this.#shadowWrite(sq.id * 2, sq.tail);
+        const w = this.#shadowWrite(sq.id * 2, sq.tail);
+        if (w) await w;
         continue;
       }
       while (!sq.empty) {
         const count = sq.tail > sq.head ? sq.tail - sq.head : sq.size - sq.head;
         let batch: Uint8Array;
         try {
-          batch = await sq.ring.read(sq.head, count);
+          const r = sq.ring.read(sq.head, count);
+          batch = r instanceof Promise ? await r : r;
         } catch (err) {
           this.#fatal(`fetching from SQ ${sq.id}`, err);
           return worked;
         }
         if (sq.deleted || gen !== this.generation) return worked;
+        sq.lastBatch = count;
         for (let i = 0; i < count; i++) {
           sq.head = (sq.head + 1) % sq.size;
           const sqe = batch.subarray(i * SQE_SIZE, (i + 1) * SQE_SIZE);
           worked = true;
           this.counters.commands++;
+          this.#found();
           if (sq.id === 0) await this.#run(sq, sqe);
           else void this.#run(sq, sqe);
         }
@@ -416,8 +466,32 @@ export class NvmeController {
     }
   }
 
+  /** Completions posted on the SQ's CQ that the host has not consumed (its shadow head), or 0
+   * when the shadow is not mapped. */
+  #unconsumed(sq: SubmissionQueue): number {
+    const cq = this.cqs.get(sq.cqid);
+    if (!cq) return 0;
+    const head = this.#shadowRead(cq.id * 2 + 1);
+    if (typeof head !== "number" || head >= cq.size) return 0;
+    return (cq.tail - head + cq.size) % cq.size;
+  }
+
+  #found(): void {
+    const c = this.counters;
+    const r = this.#pumpReason;
+    if (r === "mmio") c.foundByMmio++;
+    else if (r === "completion") c.foundByCompletion++;
+    else if (r === "timer") c.foundByTimer++;
+    if (this.#lastIrq > 0) {
+      c.turnaroundUs += (performance.now() - this.#lastIrq) * 1000;
+      c.turnarounds++;
+      this.#lastIrq = 0;
+    }
+  }
+
   #run(sq: SubmissionQueue, sqe: Uint8Array): Promise<void> {
     const gen = this.generation;
+    const t0 = performance.now();
     const cid = sqe[2]! | (sqe[3]! << 8);
     const p = (async () => {
       let r: CommandResult | null;
@@ -428,6 +502,7 @@ export class NvmeController {
       } catch (err) {
         r = { status: this.statusOf(err) };
       }
+      this.counters.serviceUs += (performance.now() - t0) * 1000;
       if (r && gen === this.generation && !sq.deleted) this.complete(sq, cid, r);
     })();
     sq.inflight.add(p);
@@ -456,7 +531,7 @@ export class NvmeController {
   complete(sq: SubmissionQueue, cid: number, r: CommandResult): void {
     const cq = this.cqs.get(sq.cqid);
     if (!cq) return;
-    cq.pending.push({ dw0: r.dw0 ?? 0, sqid: sq.id, cid, status: r.status, sq });
+    cq.pending.push({ dw0: r.dw0 ?? 0, sqid: sq.id, cid, status: r.status, sq, t: performance.now() });
     if (cq.flushScheduled) return;
     // Post in the check phase: every command that completed in this event-loop pass (all the
     // pool callbacks of one poll phase) goes out together under one interrupt, which covers
@@ -473,6 +548,7 @@ export class NvmeController {
   async #flushCq(cq: CompletionQueue): Promise<void> {
     const gen = this.generation;
     const writes: Promise<void>[] = [];
+    let posted = 0;
     while (cq.pending.length > 0) {
       if (cq.full && this.dbbuf && cq.id > 0) {
         const head = await this.#shadowRead(cq.id * 2 + 1);
@@ -481,19 +557,25 @@ export class NvmeController {
         if (cq.full) await this.#shadowWrite(cq.id * 2 + 1, cq.head);
       }
       if (cq.full) break;
-      writes.push(cq.write(cq.pending.shift()!));
+      const c = cq.pending.shift()!;
+      this.counters.postUs += (performance.now() - c.t) * 1000;
+      const w = cq.write(c);
+      if (w) writes.push(w);
+      posted++;
     }
-    if (writes.length === 0) return;
-    try {
-      await Promise.all(writes);
-    } catch (err) {
-      this.#fatal(`posting to CQ ${cq.id}`, err);
-      return;
+    if (posted === 0) return;
+    if (writes.length > 0) {
+      try {
+        await Promise.all(writes);
+      } catch (err) {
+        this.#fatal(`posting to CQ ${cq.id}`, err);
+        return;
+      }
     }
     if (gen !== this.generation || this.cqs.get(cq.id) !== cq) return;
     if (cq.ien) this.#signal(cq.iv);
     // With shadow doorbells the host does not ring while we are busy: look at the tails again.
-    if (this.dbbuf) this.kick();
+    if (this.dbbuf) this.kick("completion");
   }
 
   /** The vector `raise` takes: MSI-X/INTx use the CQ's vector; beyond the table, the last. */
@@ -505,6 +587,7 @@ export class NvmeController {
     const mode = this.ctx.irq.mode;
     if (mode !== "msix" && this.intms & (1 << iv)) return; // masked; INTMC raises it later
     this.counters.interrupts++;
+    this.#lastIrq = performance.now();
     this.ctx.irq.raise(this.#vector(iv));
   }
 
@@ -529,28 +612,40 @@ export class NvmeController {
 
   // ---- shadow doorbells ----------------------------------------------------------------------
 
-  async #shadowRead(slot: number): Promise<number | null> {
+  /** A shadow doorbell (tail or head): synchronous through the page's view when it is mapped,
+   * else a DMA read; null after a fault (the controller is then fatal). */
+  #shadowRead(slot: number): number | null | Promise<number | null> {
     const b = this.dbbuf;
     if (!b) return null;
-    try {
-      const d = await this.dma.read(b.dbs + BigInt(slot * this.stride), 4);
-      return new DataView(d.buffer, d.byteOffset, 4).getUint32(0, true);
-    } catch (err) {
-      this.#fatal("reading the shadow doorbell", err);
-      return null;
-    }
+    const off = slot * this.stride;
+    const view = b.dbsView?.bytes;
+    if (view && view.length >= off + 4)
+      return (view[off]! | (view[off + 1]! << 8) | (view[off + 2]! << 16) | (view[off + 3]! << 24)) >>> 0;
+    return this.dma.read(b.dbs + BigInt(off), 4).then(
+      (d) => new DataView(d.buffer, d.byteOffset, 4).getUint32(0, true),
+      (err) => {
+        this.#fatal("reading the shadow doorbell", err);
+        return null;
+      },
+    );
   }
 
-  async #shadowWrite(slot: number, value: number): Promise<void> {
+  /** Publish an event index: synchronous through the view when mapped, else a DMA write. */
+  #shadowWrite(slot: number, value: number): void | Promise<void> {
     const b = this.dbbuf;
     if (!b) return;
+    const off = slot * this.stride;
+    const view = b.eisView?.bytes;
+    if (view && view.length >= off + 4) {
+      view[off] = value & 0xff;
+      view[off + 1] = (value >> 8) & 0xff;
+      view[off + 2] = (value >> 16) & 0xff;
+      view[off + 3] = (value >>> 24) & 0xff;
+      return;
+    }
     const d = new Uint8Array(4);
     new DataView(d.buffer).setUint32(0, value, true);
-    try {
-      await this.dma.write(b.eis + BigInt(slot * this.stride), d);
-    } catch (err) {
-      this.#fatal("writing the event index", err);
-    }
+    return this.dma.write(b.eis + BigInt(off), d).catch((err) => this.#fatal("writing the event index", err));
   }
 
   /** Doorbell Buffer Config: take the buffers and seed them with the current indices. */
@@ -561,7 +656,18 @@ export class NvmeController {
     await this.dma.read(dbs, page.length);
     await this.dma.read(eis, page.length);
     if (gen !== this.generation) return;
-    this.dbbuf = { dbs, eis };
+    this.#releaseDbbuf();
+    // Zero-copy views of the two pages when they are fd-backed: the shadow is read at every pump
+    // pass, so a synchronous read saves a DMA request (and its promise) each time.
+    const view = (iova: bigint, access: "read" | "rw"): DmaView | null => {
+      if (!this.dma.mappable(iova, page.length)) return null;
+      try {
+        return this.dma.view(iova, page.length, access);
+      } catch {
+        return null;
+      }
+    };
+    this.dbbuf = { dbs, eis, dbsView: view(dbs, "read"), eisView: view(eis, "rw") };
     for (const sq of this.sqs.values()) {
       if (sq.id === 0) continue;
       sq.published = sq.tail;
@@ -582,8 +688,15 @@ export class NvmeController {
     }
   }
 
+  #releaseDbbuf(): void {
+    this.dbbuf?.dbsView?.release();
+    this.dbbuf?.eisView?.release();
+    this.dbbuf = null;
+  }
+
   dispose(): void {
     this.#unsubscribe();
+    this.#releaseDbbuf();
     this.generation++;
     this.#poll?.cancel();
     this.#poll = null;

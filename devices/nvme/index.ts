@@ -78,6 +78,16 @@ export const nvme = definePciDevice({
     lba: { description: "logical block size: 512 or 4096", default: "512" },
     dstrd: { description: "doorbell stride: 4 << dstrd bytes (0-4)", default: "0" },
     queues: { description: `I/O queue pairs offered (1-${MAX_IO_QUEUES})`, default: "8" },
+    holdpoll: {
+      description:
+        "on: after a burst, poll the shadow tail one timer tick before asking for an MMIO doorbell",
+      default: "on",
+    },
+    syncio: {
+      description:
+        "on: Reads/Writes up to 128 KiB run synchronously on the event loop; off: all on the libuv pool",
+      default: "on",
+    },
   },
   create(ctx) {
     const o = ctx.options;
@@ -88,12 +98,19 @@ export const nvme = definePciDevice({
     const queues = intOption(o.queues ?? "8", "queues", 1, MAX_IO_QUEUES);
     const temp = !o.disk;
     const disk = o.disk || path.join(tmpdir(), `vfu-nvme-${process.pid}-${++tempDisks}.img`);
+    const syncio = o.syncio ?? "on";
+    if (syncio !== "on" && syncio !== "off") throw new Error(`nvme: syncio=${syncio} must be on or off`);
+    const holdpoll = o.holdpoll ?? "on";
+    if (holdpoll !== "on" && holdpoll !== "off")
+      throw new Error(`nvme: holdpoll=${holdpoll} must be on or off`);
     const ns = new Namespace({ path: disk, size: parseSize(o.size ?? "64M"), lbaSize: lba });
+    ns.syncIo = syncio === "on";
     const c = new NvmeController(ctx, ns, {
       dstrd,
       maxQueueEntries: MAX_QUEUE_ENTRIES,
       maxIoQueues: queues,
       vectors: NVME_VECTORS,
+      holdPoll: holdpoll === "on",
     });
     controllers.set(ctx.pci, c);
     ctx.log.info(`nvme: ${disk}: ${ns.blocks} blocks of ${lba} bytes, ${queues} I/O queues, dstrd ${dstrd}`);

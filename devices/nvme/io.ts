@@ -59,6 +59,16 @@ export async function handleIo(c: NvmeController, sqe: Uint8Array): Promise<Comm
     // Zero-copy: the file is read into / written from the mapped guest pages themselves.
     const bufs: Uint8Array[] = [];
     for (const l of lists) for (const seg of l.segments) bufs.push(seg.bytes!);
+    if (c.ns.syncAllowed(length)) {
+      // On the event loop (no pool round trip): nothing can unmap the pages meanwhile.
+      try {
+        c.ns.transferSync(opc === IoOp.WRITE, slba, bufs, length);
+      } finally {
+        for (const l of lists) l.release();
+      }
+      if (opc === IoOp.WRITE && (fua || !c.features.volatileWriteCache)) await c.ns.flush();
+      return { status: Status.SUCCESS };
+    }
     await c.transfer(
       lists,
       opc === IoOp.READ ? c.ns.readv(slba, bufs, length) : c.ns.writev(slba, bufs, length),

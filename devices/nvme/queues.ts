@@ -48,16 +48,17 @@ export class Ring {
     return this.#dma.read(this.base + BigInt(off), count * this.entrySize);
   }
 
-  /** Write an entry at `index`, `split` bytes first and then the rest. */
-  async write(index: number, entry: Uint8Array, split: number): Promise<void> {
+  /** Write an entry at `index`, `split` bytes first and then the rest: synchronous through the
+   * view, else a DMA write (a promise that rejects with a DmaFault). */
+  write(index: number, entry: Uint8Array, split: number): void | Promise<void> {
     const off = index * this.entrySize;
     const b = this.#bytes();
     if (b) {
-      b.set(entry.subarray(0, split), off);
-      b.set(entry.subarray(split), off + split);
+      for (let i = 0; i < split; i++) b[off + i] = entry[i]!;
+      for (let i = split; i < entry.length; i++) b[off + i] = entry[i]!;
       return;
     }
-    await this.#dma.write(this.base + BigInt(off), entry);
+    return this.#dma.write(this.base + BigInt(off), entry.slice());
   }
 
   release(): void {
@@ -75,6 +76,8 @@ export class SubmissionQueue {
   deleted = false;
   /** The event index last published (shadow doorbells), -1 before any. */
   published = -1;
+  /** Commands fetched by the last fetch from the ring (one pass's burst). */
+  lastBatch = 0;
   /** Commands fetched and not yet completed. */
   readonly inflight = new Set<Promise<void>>();
 
@@ -101,6 +104,8 @@ export interface Completion {
   status: number;
   /** The submission queue: its head is read when the completion is written. */
   sq: { readonly head: number };
+  /** When the command's handler finished (performance.now()). */
+  t: number;
 }
 
 export class CompletionQueue {
@@ -139,10 +144,14 @@ export class CompletionQueue {
     return this.head !== this.tail;
   }
 
-  /** Write one completion at the tail (the caller checked `full`). Rejects with a DmaFault. */
-  write(c: Completion): Promise<void> {
-    const e = new Uint8Array(CQE_SIZE);
-    const v = new DataView(e.buffer);
+  readonly #entry = new Uint8Array(CQE_SIZE);
+  readonly #entryView = new DataView(this.#entry.buffer);
+
+  /** Write one completion at the tail (the caller checked `full`): synchronous when the ring is
+   * mapped, else a promise that rejects with a DmaFault. */
+  write(c: Completion): void | Promise<void> {
+    const e = this.#entry;
+    const v = this.#entryView;
     v.setUint32(0, c.dw0 >>> 0, true);
     v.setUint16(8, c.sq.head, true);
     v.setUint16(10, c.sqid, true);

@@ -18,7 +18,7 @@
 
 import { execFileSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { register } from "tsx/esm/api";
 import { bootGuest, buildInitramfs, setupChroot } from "../qemu/boot.mjs";
@@ -36,6 +36,8 @@ const iodepth = Number(arg("iodepth", "16"));
 const size = arg("size", "256M");
 const smp = Number(arg("smp", "1"));
 const echo = process.argv.includes("--echo");
+const syncio = arg("syncio", "on");
+const holdpoll = arg("holdpoll", "on");
 const sizeBytes = Number.parseInt(size, 10) * 1024 * 1024;
 if (!/^\d+M$/.test(size)) throw new Error("--size takes a number of MiB, e.g. 256M");
 
@@ -114,10 +116,26 @@ async function runGuest(name, o, counters) {
         irqPerCmd: per("interrupts"),
         serverCpuUsPerCmd: Math.round(cpuUs / cmds),
         serverCpuShare: Math.round((cpuUs / 1000 / (performance.now() - snap.t)) * 100) / 100,
+        foundBy: {
+          mmio: per("foundByMmio"),
+          completion: per("foundByCompletion"),
+          timer: per("foundByTimer"),
+        },
+        syncPerCmd: per("syncTransfers"),
+        slowSync: now.slowSync - snap.slowSync,
+        serviceUs: per("serviceUs"),
+        postUs: per("postUs"),
+        turnaroundUs: Math.round(
+          (now.turnaroundUs - snap.turnaroundUs) / (now.turnarounds - snap.turnarounds),
+        ),
+        cmdsPerTurnaround: per("turnarounds") > 0 ? Math.round(100 / per("turnarounds")) / 100 : null,
       };
     }
   };
+  const load1 = loadavg()[0];
   const r = await bootGuest({ ...o, memory: "1G", smp, ram: "memfd", timeoutMs: 240_000, echo, onLine });
+  // The 1-minute load average before and after (2 shared cores: other work changes the figures).
+  const load = [load1, loadavg()[0]].map((x) => Math.round(x * 10) / 10);
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   if (!r.ended || r.timedOut || r.panicked) {
     throw new Error(
@@ -140,6 +158,7 @@ async function runGuest(name, o, counters) {
   return {
     ...(counters ? { perCommand: perJob } : {}),
     model: r.results.model,
+    load,
     randReadIops: res.randread.readIops,
     randWriteIops: res.randwrite.writeIops,
     seqReadMBps: Math.round((res.seqread.readKiBps * 1024) / 1e6),
@@ -192,7 +211,7 @@ try {
   let device;
   server.listen(
     (dma, devLog) => {
-      device = new PciDevice(nvme, { dma, log: devLog, options: { disk, size } });
+      device = new PciDevice(nvme, { dma, log: devLog, options: { disk, size, syncio, holdpoll } });
       return device;
     },
     { socketPath: socket, log: logger },
@@ -200,7 +219,14 @@ try {
   const ours = await runGuest(
     "ours",
     { chroot, initramfs: built.initramfs, sockets: [{ path: socket, props: { "x-msg-timeout": 20000 } }] },
-    () => nvmeOf(device).counters,
+    () => {
+      const c = nvmeOf(device);
+      return {
+        ...c.counters,
+        syncTransfers: c.ns.stats.syncTransfers,
+        slowSync: c.ns.stats.slowSyncTransfers,
+      };
+    },
   );
   await server.close();
   server = undefined;
