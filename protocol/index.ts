@@ -14,6 +14,7 @@ export * from "./messages/feature.ts";
 export * from "./messages/irq.ts";
 export * from "./messages/mig-data.ts";
 export * from "./messages/region-access.ts";
+export * from "./messages/region-cache.ts";
 export * from "./messages/region-info.ts";
 export * from "./messages/region-io-fds.ts";
 export * from "./messages/reset.ts";

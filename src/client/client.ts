@@ -11,6 +11,7 @@
 
 import { native, PollEvent } from "../../native/index.ts";
 import {
+  type CacheAttrName,
   type Capabilities,
   Command,
   commandName,
@@ -26,6 +27,7 @@ import {
   decodeDmaWrite,
   decodeIrqInfo,
   decodeMigDataReadReply,
+  decodeRegionCacheCap,
   decodeRegionInfoReply,
   decodeRegionIoFdsReply,
   decodeRegionReadReply,
@@ -57,9 +59,11 @@ import {
   IrqSetFlag,
   type MessageHeader,
   parseCapabilities,
+  type RegionCacheInfo,
   type RegionCap,
   RegionCapId,
   type RegionInfo,
+  VFU_REGION_INFO_CAP_CACHE,
   type WriteMultiEntry,
 } from "../../protocol/index.ts";
 import { VFU_REGION_TYPE, VfuRegionSubtype } from "../platform/region-type.ts";
@@ -90,6 +94,9 @@ export interface ClientOptions {
 
 export interface RegionInfoResult extends RegionInfo {
   caps: RegionCap[];
+  /** The project's cache capability decoded (attribute of trapped accesses, mmap views), or
+   * null when the server sent none (or a version this client does not know). */
+  cache: RegionCacheInfo | null;
   /** The fd to mmap when the region is MMAP-capable. OWNERSHIP: the caller's. */
   fd: number | null;
 }
@@ -412,7 +419,15 @@ export class VfioUserClient {
       ({ reply, fds } = await ask(reply.argsz));
     }
     if (fds.length > 1) closeFds(fds.splice(1));
-    return { ...reply, fd: fds[0] ?? null };
+    let cache: RegionCacheInfo | null = null;
+    try {
+      const raw = reply.caps.find((c) => c.id === VFU_REGION_INFO_CAP_CACHE);
+      if (raw && "data" in raw) cache = decodeRegionCacheCap(raw);
+    } catch (err) {
+      closeFds(fds);
+      throw err;
+    }
+    return { ...reply, cache, fd: fds[0] ?? null };
   }
 
   /** The first region whose info carries a TYPE capability {type, subtype}, or null. Fds offered
@@ -531,6 +546,45 @@ export class VfioUserClient {
     try {
       const ab = native.mmap(info.fd, Number(info.size), Number(info.offset), true);
       return new Uint8Array(ab);
+    } finally {
+      closeFds([info.fd]);
+    }
+  }
+
+  /** mmap one view of a region: area `area` (default 0, in the SPARSE_MMAP cap's order) with the
+   * cache attribute `cache` (default: the area's default view). The view's cookie is the fd
+   * offset mapped. Without the cache capability only the default (a plain area) can be had. The
+   * mapping is the caller's (release it with `native.unmap`); the fd is closed once mapped. */
+  async mmapView(
+    index: number,
+    opts: { area?: number; cache?: CacheAttrName } = {},
+  ): Promise<{ bytes: Uint8Array; offset: number; cache: CacheAttrName | null; cookie: bigint }> {
+    const info = await this.getRegionInfo(index);
+    const fail = (why: string): never => {
+      if (info.fd !== null) closeFds([info.fd]);
+      throw new ClientError(Command.DEVICE_GET_REGION_INFO, EINVAL, `region ${index}: ${why}`);
+    };
+    if (info.fd === null) return fail("offers no fd");
+    const area = opts.area ?? 0;
+    const sparse = info.caps.find((c) => c.id === RegionCapId.SPARSE_MMAP);
+    const areas = sparse && "areas" in sparse ? sparse.areas : [{ offset: 0n, size: info.size }];
+    const a = areas[area];
+    if (!a) return fail(`has no mmap area ${area} (it has ${areas.length})`);
+    let cookie = info.offset + a.offset;
+    let cache: CacheAttrName | null = null;
+    if (info.cache) {
+      const views = info.cache.views.filter((v) => v.area === area);
+      const v =
+        opts.cache === undefined ? views.find((x) => x.isDefault) : views.find((x) => x.cache === opts.cache);
+      if (!v) return fail(`area ${area} has no ${opts.cache ?? "default"} view`);
+      cookie = v.cookie;
+      cache = v.cache;
+    } else if (opts.cache !== undefined) {
+      return fail(`describes no mmap views (no cache capability), so no ${opts.cache} view`);
+    }
+    try {
+      const ab = native.mmap(info.fd, Number(a.size), Number(cookie), true);
+      return { bytes: new Uint8Array(ab), offset: Number(a.offset), cache, cookie };
     } finally {
       closeFds([info.fd]);
     }
