@@ -1,7 +1,7 @@
 // Command-line parsing for `vfu`, kept apart from main.ts so tests can check every message.
 // Grammar:
 //   vfu [--verbose] serve <device> --socket <path> [--set key=value]... [--mode 0600]
-//       [--dma-layout spec|qemu-10.1] [--no-write-multiple] [--allow-unsealed-dma-fds]
+//       [--dma-layout spec|qemu-10.1] [--no-write-multiple] [--no-mmap] [--allow-unsealed-dma-fds]
 //       [serve <device> ...]...
 //   vfu list
 //   vfu describe <device> [--json]
@@ -14,6 +14,8 @@ export interface ServeTarget {
   mode: number;
   dmaLayout: "spec" | "qemu-10.1";
   writeMultiple: boolean;
+  /** Offer memory-backed regions for mmap (false: `--no-mmap`). */
+  mmap: boolean;
   allowUnsealedDmaFds: boolean;
 }
 
@@ -61,6 +63,9 @@ Options (apply to the serve group they follow):
                          "qemu-10.1" (QEMU 10.1's shifted layout); matters only for guest RAM
                          without an fd
   --no-write-multiple    do not offer REGION_WRITE_MULTI to the client
+  --no-mmap              report no region as mmap-capable: everything stays trapped, and QEMU keeps
+                         posting MMIO writes (it stops posting for the whole device once any
+                         region offers mmap)
   --allow-unsealed-dma-fds
                          accept guest memory fds not sealed against shrinking (memory-backend-file,
                          memory-backend-shm); a client that shrinks one then kills the server
@@ -144,6 +149,7 @@ export function parseArgs(argv: readonly string[]): Command {
       mode: 0o600,
       dmaLayout: "spec",
       writeMultiple: true,
+      mmap: true,
       allowUnsealedDmaFds: false,
     };
     targets.push(cur);
@@ -173,6 +179,8 @@ export function parseArgs(argv: readonly string[]): Command {
       t.dmaLayout = l;
     } else if (a === "--no-write-multiple") {
       t.writeMultiple = false;
+    } else if (a === "--no-mmap") {
+      t.mmap = false;
     } else if (a === "--allow-unsealed-dma-fds") {
       t.allowUnsealedDmaFds = true;
     } else {

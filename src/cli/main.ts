@@ -65,6 +65,7 @@ async function main(argv: string[]): Promise<void> {
         mode: t.mode,
         dmaLayout: t.dmaLayout,
         writeMultiple: t.writeMultiple,
+        mmap: t.mmap,
         allowUnsealedDmaFds: t.allowUnsealedDmaFds,
         verbose: cmd.verbose,
         log: log.child(`[${def.name}]`),

@@ -11,7 +11,8 @@
 //   viewed directly in its memory (a stale view is emptied through its handle only); a trapped
 //   region (register handlers) is reached through the owning device's read/write, split into the
 //   access sizes it declares, in order, which is also how its cache attribute is honoured: UC and
-//   WC accesses go through the device model exactly as a client's REGION_WRITEs would.
+//   WC accesses go through the device model exactly as a client's REGION_WRITEs would (WC and WB
+//   writes are write-combined), and the end of each transfer is a flush point.
 //
 // OWNERSHIP: an fd backing owns its fd (the client's, moved in by DMA_MAP); a peer backing owns
 // the duplicate it made. `release()` closes it, never throws, and may be called twice.
@@ -326,6 +327,9 @@ export class PeerBacking implements Backing {
       await this.peer.device.write(this.peer.index, BigInt(base + done), data.slice(done, done + n));
       done += n;
     }
+    // One DMA transfer is one batch: into a WC (or WB) region its pieces reach the peer's model
+    // combined, delivered when the transfer ends (or earlier, at the peer's own flush points).
+    await this.peer.device.flushWrites("batch");
   }
 
   /** The largest access the region decodes at `offset` that fits `left` bytes. */

@@ -35,6 +35,9 @@ export interface EndpointOptions {
   /** Accept DMA_MAP fds without F_SEAL_SHRINK, for a client trusted not to shrink them (a shrink
    * then crashes the server with SIGBUS). Default false: such maps are refused (dma-fd-policy.ts). */
   allowUnsealedDmaFds?: boolean;
+  /** Offer memory-backed regions for mmap (default true). False: every region is reported without
+   * MMAP and stays trapped, so QEMU keeps posting its writes (the `--no-mmap` switch). */
+  mmap?: boolean;
   log?: Logger;
 }
 
@@ -99,6 +102,7 @@ export class Endpoint {
       dmaLayout: this.#opts.dmaLayout ?? "spec",
       verbose: this.#opts.verbose ?? false,
       allowUnsealedDmaFds: this.#opts.allowUnsealedDmaFds ?? false,
+      mmap: this.#opts.mmap ?? true,
     });
     this.#session = session;
     this.sessionsServed++;
@@ -181,5 +185,6 @@ export function serveConnection(
     dmaLayout: opts.dmaLayout ?? "spec",
     verbose: opts.verbose ?? false,
     allowUnsealedDmaFds: opts.allowUnsealedDmaFds ?? false,
+    mmap: opts.mmap ?? true,
   });
 }

@@ -11,6 +11,9 @@
 //   awaits after its reply has been sent), so the client's own wait for our reply cannot deadlock.
 // - When the connection goes, every DMA map and interrupt fd the client gave is released and the
 //   device is reset for the next client.
+// - The end of each batch of frames from the transport (one socket read) is a write-combining
+//   flush point: once the batch's commands have run, the device delivers its pending combined
+//   writes (`flushWrites("batch")`), in order with the commands around it.
 import {
   type Capabilities,
   Command,
@@ -35,6 +38,7 @@ import { createMessagePort, type DmaLayout } from "./handlers/dma-messages.ts";
 import { Limits } from "./limits.ts";
 
 const EINVAL = 22;
+const BATCH_END = Symbol("batch end");
 
 export interface SessionOptions {
   log: Logger;
@@ -47,6 +51,9 @@ export interface SessionOptions {
   verbose: boolean;
   /** Accept DMA_MAP fds not sealed against shrinking (see dma-fd-policy.ts; default false). */
   allowUnsealedDmaFds?: boolean;
+  /** Offer memory-backed regions for mmap (default true). False reports every region without
+   * MMAP, so QEMU keeps posting writes (README: mmap or posted writes). */
+  mmap?: boolean;
 }
 
 interface PendingRequest {
@@ -64,7 +71,8 @@ export class Session {
   readonly options: SessionOptions;
   /** The client's capabilities once VERSION has been negotiated. */
   clientCaps: Capabilities | null = null;
-  readonly #queue: ReceivedFrame[] = [];
+  /** Commands waiting their turn, and BATCH_END marks where a transport batch ended. */
+  readonly #queue: (ReceivedFrame | typeof BATCH_END)[] = [];
   readonly #pending = new Map<number, PendingRequest>();
   #processing = false;
   #nextMsgId = 0;
@@ -92,6 +100,7 @@ export class Session {
       onFrame: (frame) => this.#onFrame(frame),
       onBrokenStream: (err, header) => this.#onBrokenStream(err, header),
       onClose: (err) => this.#onClose(err),
+      onBatchEnd: () => this.#onBatchEnd(),
     });
   }
 
@@ -128,6 +137,27 @@ export class Session {
     if (this.#queue.length >= Limits.maxQueuedCommands) this.conn.pause();
   }
 
+  #onBatchEnd(): void {
+    if (this.#closing || !this.negotiated) return;
+    if (this.#processing) {
+      this.#queue.push(BATCH_END);
+      return;
+    }
+    this.#processing = true;
+    const pending = this.#flushBatch();
+    if (pending) void this.#process(pending);
+    else {
+      this.#processing = false;
+      this.#idle?.();
+    }
+  }
+
+  /** The batch-end flush point; a promise only when a delivery is asynchronous. */
+  #flushBatch(): Promise<void> | undefined {
+    const r = this.device.flushWrites("batch");
+    return r instanceof Promise ? r : undefined;
+  }
+
   /** Work through the queue in order, starting by waiting for the handler already running. */
   async #process(first: Promise<void>): Promise<void> {
     this.#processing = true;
@@ -135,7 +165,7 @@ export class Session {
       await first;
       while (this.#queue.length > 0 && !this.#closing) {
         const frame = this.#queue.shift()!;
-        const r = this.#handle(frame);
+        const r = frame === BATCH_END ? this.#flushBatch() : this.#handle(frame);
         if (r) await r;
         if (this.#queue.length < Limits.maxQueuedCommands / 2) this.conn.resume();
       }
@@ -326,7 +356,7 @@ export class Session {
       p.reject(new VfuError(107, "the client disconnected"));
     }
     this.#pending.clear();
-    for (const f of this.#queue) closeFds(f.fds);
+    for (const f of this.#queue) if (f !== BATCH_END) closeFds(f.fds);
     this.#queue.length = 0;
     if (this.#processing) {
       await new Promise<void>((resolve) => {

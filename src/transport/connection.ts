@@ -20,6 +20,10 @@ export interface ConnectionHandlers {
   onBrokenStream?(err: Error & { errno?: number }, header: Frame["header"] | null): void;
   /** Called once when the connection is gone: `err` is null for a clean EOF or a local close. */
   onClose(err: Error | null): void;
+  /** The frames of one batch have all been handed to `onFrame`: those framed from one read of the
+   * socket (or one delivery of the in-memory pair). Not called for a batch of no frames. The
+   * session ends its write-combining there. */
+  onBatchEnd?(): void;
 }
 
 export interface Connection {

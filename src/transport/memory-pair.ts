@@ -132,6 +132,8 @@ export class MemoryConnection implements Connection {
       }
       this.#reader.push(chunk.bytes, chunk.fds, chunk.truncated);
     }
+    // Everything that was in the inbox is one batch (what one read of a socket would have taken).
+    if (delivered > 0 && !this.#closed) this.#handlers?.onBatchEnd?.();
     return delivered;
   }
 

@@ -212,14 +212,17 @@ export class SocketConnection implements Connection {
   #deliver(): void {
     if (this.#delivering) return;
     this.#delivering = true;
+    let delivered = 0;
     try {
       while (!this.#closed && !this.#paused) {
         const frame = this.#reader.take(this.#handlers, (err) => this.close(err));
         if (!frame) break;
+        delivered++;
         this.#handlers?.onFrame(frame);
       }
     } finally {
       this.#delivering = false;
     }
+    if (delivered > 0 && !this.#closed) this.#handlers?.onBatchEnd?.();
   }
 }

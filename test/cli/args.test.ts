@@ -1,6 +1,6 @@
 // `vfu` argument parsing: every form a user types, and a message naming each mistake.
 import t from "tap";
-import { parseArgs, UsageError } from "../../src/cli/args.ts";
+import { parseArgs, SERVE_HELP, UsageError } from "../../src/cli/args.ts";
 
 t.test("help forms", async (t) => {
   t.same(parseArgs([]), { kind: "help", topic: "main" });
@@ -25,6 +25,7 @@ t.test("serve with every option, and several devices in one process", async (t) 
     "--dma-layout",
     "qemu-10.1",
     "--no-write-multiple",
+    "--no-mmap",
     "--allow-unsealed-dma-fds",
     "serve",
     "pl061",
@@ -41,6 +42,7 @@ t.test("serve with every option, and several devices in one process", async (t) 
     mode: 0o660,
     dmaLayout: "qemu-10.1",
     writeMultiple: false,
+    mmap: false,
     allowUnsealedDmaFds: true,
   });
   t.same(cmd.targets[1], {
@@ -50,6 +52,7 @@ t.test("serve with every option, and several devices in one process", async (t) 
     mode: 0o600,
     dmaLayout: "spec",
     writeMultiple: true,
+    mmap: true,
     allowUnsealedDmaFds: false,
   });
 });
@@ -76,4 +79,9 @@ t.test("mistakes are UsageErrors that name the problem", async (t) => {
       t.match((err as Error).message, message, argv.join(" "));
     }
   }
+});
+
+t.test("serve help names --no-mmap and its consequence", async (t) => {
+  t.match(SERVE_HELP, /--no-mmap\s+report no region as mmap-capable/);
+  t.match(SERVE_HELP, /keeps\s+posting MMIO writes/);
 });

@@ -6,6 +6,7 @@ import {
   decodeRegionInfo,
   decodeRegionIoFds,
   encodeDeviceInfo,
+  encodeRegionCacheCap,
   encodeRegionInfoReply,
   encodeRegionIoFdsReply,
   type RegionCap,
@@ -64,16 +65,39 @@ export function handleRegionInfo(s: Session, frame: ReceivedFrame): HandlerResul
   // A client that said it receives no fds (max_msg_fds 0) must not get one: the region is then
   // offered without MMAP and reached by REGION_READ/WRITE. (Found by the fuzzer: the fd went out
   // regardless, which a client that sized its control buffer for 0 fds sees as a broken reply.)
-  const fd = (s.clientCaps?.maxMsgFds ?? 1) >= 1 ? region.mmapFd : null;
+  // With `mmap: false` (the --no-mmap switch) no region is offered for mmap at all, so QEMU keeps
+  // posting its MMIO writes (README: mmap or posted writes).
+  const offerMmap = s.options.mmap !== false && (s.clientCaps?.maxMsgFds ?? 1) >= 1;
+  const fd = offerMmap ? region.mmapFd : null;
   if (fd !== null) {
     flags |= RegionFlag.MMAP;
     if (!caps.some((c) => c.id === RegionCapId.SPARSE_MMAP)) {
       caps.unshift({
         id: RegionCapId.SPARSE_MMAP,
         version: 1,
-        areas: [{ offset: 0n, size: BigInt(region.size) }],
+        areas: region.mmapAreas.map((a) => ({ offset: BigInt(a.offset), size: BigInt(a.size) })),
       });
     }
+  }
+  // The project's cache capability (protocol/messages/region-cache.ts) on every region that has a
+  // notable attribute: one that combines writes or offers views. Plain UC register regions carry
+  // none, so their replies stay what any vfio-user server sends.
+  const views = fd !== null ? region.mmapViews() : [];
+  if (region.combines || views.length > 0) {
+    caps.push(
+      encodeRegionCacheCap({
+        cache: region.cache,
+        combines: region.combines,
+        views: views.map((v) => ({
+          offset: BigInt(v.offset),
+          size: BigInt(v.size),
+          cookie: BigInt(v.cookie),
+          cache: v.cache,
+          isDefault: v.isDefault,
+          area: v.area,
+        })),
+      }),
+    );
   }
   const body = encodeRegionInfoReply(
     { flags, index: req.index, size: BigInt(region.size), offset: 0n, caps },

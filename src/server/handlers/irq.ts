@@ -30,11 +30,19 @@ export function handleGetIrqInfo(s: Session, frame: ReceivedFrame): HandlerResul
   };
 }
 
-export function handleSetIrqs(s: Session, frame: ReceivedFrame): HandlerResult {
+export function handleSetIrqs(s: Session, frame: ReceivedFrame): HandlerResult | Promise<HandlerResult> {
   const req = decodeSetIrqs(frame.body);
   if (frame.fds.length > Limits.maxMsgFds) throw new VfuError(EINVAL, "more fds than max_msg_fds");
+  // Changing the interrupt set-up is a write-combining flush point: the writes before it reach
+  // the device before its interrupts are rewired (or triggered, with DATA_BOOL/NONE).
+  const flushed = s.device.flushWrites("irq");
+  if (flushed) {
+    return flushed.then(() => {
+      s.device.irqs.setIrqs(req, frame.fds.splice(0));
+      return undefined;
+    });
+  }
   // OWNERSHIP: the fds move into the interrupt controller (closed there on failure).
-  const fds = frame.fds.splice(0);
-  s.device.irqs.setIrqs(req, fds);
+  s.device.irqs.setIrqs(req, frame.fds.splice(0));
   return undefined;
 }

@@ -59,15 +59,33 @@ export function handleRegionWrite(s: Session, frame: ReceivedFrame): HandlerResu
   return reply();
 }
 
-export async function handleRegionWriteMulti(s: Session, frame: ReceivedFrame): Promise<HandlerResult> {
+/** Entries apply in order, each through the device exactly as a REGION_WRITE would (so WC
+ * entries feed the write-combining buffer and a UC entry finds the WC entries before it applied).
+ * The first entry that fails stops the message: its errno is the reply (entries before it stay
+ * applied); a NO_REPLY message is never answered, the session sees to that. */
+export function handleRegionWriteMulti(
+  s: Session,
+  frame: ReceivedFrame,
+): HandlerResult | Promise<HandlerResult> {
   if (!s.options.writeMultiple) throw new VfuError(EINVAL, "REGION_WRITE_MULTI was not offered in VERSION");
   const entries = decodeRegionWriteMulti(frame.body);
-  let done = 0;
-  for (const e of entries) {
-    // Entries apply in order; the first failure stops the batch and is the reply's errno.
-    const r = s.device.write(e.region, e.offset, e.data);
-    if (r instanceof Promise) await r;
-    done++;
+  const device = s.device;
+  const reply = (): HandlerResult => ({
+    body: encodeRegionWriteMultiReply({ wrCnt: BigInt(entries.length) }),
+  });
+  // Synchronous while every entry is; the rest waits for the first asynchronous one.
+  const from = async (i: number, pending: Promise<void>): Promise<HandlerResult> => {
+    await pending;
+    for (let j = i; j < entries.length; j++) {
+      const e = entries[j]!;
+      await device.write(e.region, e.offset, e.data);
+    }
+    return reply();
+  };
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const r = device.write(e.region, e.offset, e.data);
+    if (r instanceof Promise) return from(i + 1, r);
   }
-  return { body: encodeRegionWriteMultiReply({ wrCnt: BigInt(done) }) };
+  return reply();
 }
