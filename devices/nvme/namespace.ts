@@ -215,6 +215,16 @@ export class Namespace {
     );
   }
 
+  /** Account a synchronous transfer that took `ms` (transferSync calls this; tests too): it
+   * counts against the pass budget, and a slow one starts the back-off. */
+  noteSyncTime(ms: number): void {
+    this.#passSpentMs += ms;
+    if (ms > SYNC_IO_SLOW_MS) {
+      this.stats.slowSyncTransfers++;
+      this.#syncOffUntil = performance.now() + SYNC_IO_BACKOFF_MS;
+    }
+  }
+
   /** readv/writev on the event loop (the caller checked syncAllowed). Throws the fs error. */
   transferSync(write: boolean, slba: bigint, bufs: Uint8Array[], length: number): void {
     const fd = this.#live();
@@ -232,13 +242,8 @@ export class Namespace {
         done += n;
       }
     } finally {
-      const ms = performance.now() - t0;
-      this.#passSpentMs += ms;
       this.stats.syncTransfers++;
-      if (ms > SYNC_IO_SLOW_MS) {
-        this.stats.slowSyncTransfers++;
-        this.#syncOffUntil = performance.now() + SYNC_IO_BACKOFF_MS;
-      }
+      this.noteSyncTime(performance.now() - t0);
     }
     if (write) {
       this.stats.writeCommands++;
