@@ -10,6 +10,7 @@ export {
   type RegionInfoResult,
   VfioUserClient,
 } from "./client/client.ts";
+export { CombiningWriter } from "./client/combining-writer.ts";
 export {
   type Bus,
   type Clock,

@@ -71,6 +71,7 @@ import type { Connection, ReceivedFrame } from "../transport/connection.ts";
 import { connectUnix } from "../transport/listener.ts";
 import { VfuError } from "../util/errors.ts";
 import { closeFds } from "../util/fds.ts";
+import { CombiningWriter } from "./combining-writer.ts";
 
 const EINVAL = 22;
 const ENOSYS = 38;
@@ -218,6 +219,7 @@ export class VfioUserClient {
 
   /** Send a command with NO_REPLY: nothing comes back, not even an error. */
   post(command: number, body: Uint8Array | null): void {
+    this.#flushWriters();
     const msgId = this.#allocId();
     this.conn.send(encodeMessage({ msgId, command, flags: HeaderFlag.COMMAND | HeaderFlag.NO_REPLY }, body));
   }
@@ -227,6 +229,7 @@ export class VfioUserClient {
   #send(msgId: number, command: number, message: Uint8Array, fds: readonly number[]): Promise<ReceivedFrame> {
     if (this.#closed)
       return Promise.reject(this.#closeError ?? new ClientError(command, ENOTCONN, "connection closed"));
+    this.#flushWriters();
     const ms = this.#opts.timeoutMs;
     return new Promise((resolve, reject) => {
       this.#track(msgId, {
@@ -505,10 +508,47 @@ export class VfioUserClient {
       data,
     });
     if (opts.posted) {
+      this.#flushWriters();
       this.conn.send(msg);
       return;
     }
     await this.#send(msgId, Command.REGION_WRITE, msg, []);
+  }
+
+  readonly #writers = new Set<CombiningWriter>();
+  #sendingCombined = false;
+
+  /** Everything a combining writer holds goes out before any other command, so order holds. */
+  #flushWriters(): void {
+    if (this.#sendingCombined || this.#writers.size === 0) return;
+    for (const w of this.#writers) w.flush();
+  }
+
+  /** A writer that merges adjacent posted stores to `region` into one REGION_WRITE each (see
+   * combining-writer.ts), for a region whose cache capability says WC or WB; a UC region, or one
+   * without the capability, is refused (EINVAL): its stores must reach the device one by one.
+   * `limit` (default 4096, at most the server's max_data_xfer_size) bounds one message's data. */
+  async combiningWriter(region: number, opts: { limit?: number } = {}): Promise<CombiningWriter> {
+    const info = await this.getRegionInfo(region);
+    if (info.fd !== null) closeFds([info.fd]);
+    if (info.cache?.cache !== "WC" && info.cache?.cache !== "WB") {
+      throw new ClientError(
+        Command.DEVICE_GET_REGION_INFO,
+        EINVAL,
+        `region ${region} is ${info.cache?.cache ?? "not described as WC or WB"}: its stores may not be combined`,
+      );
+    }
+    const limit = Math.min(opts.limit ?? 4096, this.serverCaps.maxDataXferSize);
+    const w = new CombiningWriter(region, limit, (offset, data) => {
+      this.#sendingCombined = true;
+      try {
+        void this.regionWrite(region, offset, data, { posted: true });
+      } finally {
+        this.#sendingCombined = false;
+      }
+    });
+    this.#writers.add(w);
+    return w;
   }
 
   async regionRead32(region: number, offset: number): Promise<number> {

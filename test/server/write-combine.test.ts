@@ -351,3 +351,37 @@ t.test(
     await n.close();
   },
 );
+
+t.test(
+  "the client's combining writer: WC stores leave merged, UC regions are refused, order holds",
+  async (t) => {
+    const calls: Call[] = [];
+    const devices: Device[] = [];
+    const h = await memoryHarness({ factory: factory(calls, devices) });
+    t.equal(await rejection(h.client.combiningWriter(1)), 22, "UC: stores must go one by one");
+    const w = await h.client.combiningWriter(0, { limit: 16 });
+    for (let i = 0; i < 8; i++) w.write(i, Uint8Array.of(i));
+    t.equal(w.pending, 8);
+    await h.client.regionWrite32(1, 0, 0xaa); // flushes the writer first
+    t.equal(w.messages, 1);
+    t.same(calls, [
+      ["fb", 0, [0, 1, 2, 3, 4, 5, 6, 7]],
+      ["regs", 0, [0xaa, 0, 0, 0]],
+    ]);
+    for (let i = 0; i < 20; i++) w.write(0x100 + i, Uint8Array.of(i)); // passes the 16-byte limit
+    w.write(0x400, Uint8Array.of(1)); // not adjacent
+    await settle(); // the end of the microtask turn sends the rest
+    await settle();
+    t.equal(w.messages, 4);
+    t.equal(devices[0]!.wcStats.buffered, 4, "four REGION_WRITEs reached the server");
+    t.same(
+      calls.slice(2).map((c) => [c[0], c[1], c[2].length]),
+      [
+        ["fb", 0x100, 20],
+        ["fb", 0x400, 1],
+      ],
+      "and the server merged the two adjacent ones again",
+    );
+    await h.close();
+  },
+);
