@@ -1,6 +1,7 @@
 // `npm run bench`: region-access round trips between the TypeScript client and the server over a
 // real UNIX socket, against the ceiling of a raw socketpair ping-pong through the same addon;
-// then DMA through the IOMMU model (dma.ts) and NVMe commands driven by the client (nvme.ts).
+// then DMA through the IOMMU model (dma.ts), NVMe commands driven by the client (nvme.ts) and
+// write combining, WC against UC, trapped against mapped (wc.ts).
 // The last line is one JSON object with every section's figures.
 // Both ends run in this one process (as in the tests), so each figure counts both sides' work.
 // Each figure is the median of several rounds after a warm-up; syncVsRaw is the median of the
@@ -126,6 +127,7 @@ function section(script: string): Record<string, number> {
 }
 const dmaFigures = section("dma.ts");
 const nvmeFigures = section("nvme.ts");
+const wcFigures = section("wc.ts");
 
 const result = {
   syncWritesPerSec: Math.round(syncWrites),
@@ -135,6 +137,7 @@ const result = {
   syncVsRaw: Number(median(ratios).toFixed(3)),
   ...dmaFigures,
   ...nvmeFigures,
+  ...wcFigures,
   rounds: ROUNDS,
   node: process.version,
 };
