@@ -118,8 +118,8 @@ for (const width of [1, 4] as const) {
   cases.push({ name: `mapped-${width}`, width, run: store(width) });
 }
 
-const rate: Record<string, number[]> = {};
-const perKiB: Record<string, number[]> = {};
+const rate: Record<string, number[]> = Object.fromEntries(cases.map((c) => [c.name, []]));
+const perKiB: Record<string, number[]> = Object.fromEntries(cases.map((c) => [c.name, []]));
 for (const c of cases) await c.run(); // warm-up
 for (let r = 0; r < ROUNDS; r++) {
   for (const c of cases) {
@@ -127,8 +127,8 @@ for (let r = 0; r < ROUNDS; r++) {
     const t0 = process.hrtime.bigint();
     await c.run();
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    (rate[c.name] ??= []).push(FILL / s);
-    (perKiB[c.name] ??= []).push((calls - before) / (FILL / 1024));
+    rate[c.name]!.push(FILL / s);
+    perKiB[c.name]!.push((calls - before) / (FILL / 1024));
   }
 }
 

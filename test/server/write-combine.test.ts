@@ -17,15 +17,7 @@ import {
   RegionFlag,
   VFU_REGION_INFO_CAP_CACHE,
 } from "../../src/index.ts";
-import {
-  memoryHarness,
-  rawRequest,
-  rejection,
-  replyErrno,
-  settle,
-  socketHarness,
-  u32,
-} from "../helpers/harness.ts";
+import { memoryHarness, rawRequest, rejection, settle, socketHarness, u32 } from "../helpers/harness.ts";
 
 type Call = [string, number, number[]];
 
