@@ -377,3 +377,26 @@ t.test(
     await h.close();
   },
 );
+
+t.test(
+  "over a real socket, the end of a read's batch flushes posted writes with no read to force it",
+  async (t) => {
+    const calls: Call[] = [];
+    const devices: Device[] = [];
+    const h = await socketHarness({ factory: factory(calls, devices) });
+    const client = await h.connect();
+    for (let i = 0; i < 32; i++) void client.regionWrite(0, 0x40 + i, Uint8Array.of(i), { posted: true });
+    for (let tries = 0; tries < 200 && calls.reduce((n, c) => n + c[2].length, 0) < 32; tries++)
+      await settle();
+    t.same(
+      calls.flatMap((c) => c[2]),
+      Array.from({ length: 32 }, (_, i) => i),
+      "every byte delivered, in order",
+    );
+    t.ok(calls.length <= 2, `combined (${calls.length} handler calls for 32 stores)`);
+    t.equal(devices[0]!.wcStats.flushes.batch, calls.length, "each delivered by a batch end");
+    t.equal(devices[0]!.wcStats.flushes.read, 0);
+    client.close();
+    await h.close();
+  },
+);
