@@ -2,8 +2,10 @@
 // Management. Data pointers are PRPs or SGLs (prp-sgl.ts); a DMA fault while moving data ends the
 // command with Data Transfer Error (the file is written only after all data was read from the
 // guest, so a faulting Write changes nothing). When the guest pages are fd-backed (mapped), the
-// file is read straight into them and written straight from them (preadv/pwritev on the
-// segments of ctx.dma.sg lists); message-backed memory goes through copies.
+// file is read straight into them and written straight from them (readv/writev on the segments
+// of ctx.dma.sg lists): synchronously on the event loop when the namespace allows it (up to
+// SYNC_IO_MAX_BYTES, within its pass budget and back-off: namespace.ts), else on the libuv pool;
+// message-backed memory goes through copies.
 
 import type { DmaSgList } from "../../src/index.ts";
 import { MAX_TRANSFER } from "./admin.ts";

@@ -6,12 +6,20 @@
 //
 // Per backend one boot runs three fio jobs on /dev/nvme0n1 (direct=1, libaio, time based):
 //   4 KiB random read and 4 KiB random write at iodepth 16, 128 KiB sequential read at iodepth 16.
-// Prints a table and, as the last line, one JSON object (ratios are ours / QEMU's). For our
-// device it also reports, per job, MMIO doorbell writes (REGION_WRITE messages), shadow-doorbell
-// polls and interrupts per command, from the controller's counters, and this process's CPU time
-// per command and as a share of wall time (one core = 1; the libuv pool's threads included).
+// A run is `--rounds` rounds (default 3) of one boot per backend, the order alternating (ours
+// then QEMU, QEMU then ours, ...) so a change in the host's load falls on both; every figure is
+// the median over the rounds, and the ratios (ours / QEMU) are those of the medians. Prints a
+// table and, as the last line, one JSON object (ratios, medians, each round's ratios, figures
+// and 1-minute load averages). For our device it also reports, per job and round: MMIO doorbell
+// writes (REGION_WRITE messages), shadow-doorbell timer polls and interrupts per command; how
+// commands were found (a pump started by an MMIO doorbell, a completion pass or the poll
+// timer); synchronous transfers; the mean service time (fetch to handler done), post time
+// (handler done to CQE written) and turnaround (interrupt to the next command fetched: the
+// guest's reaction plus our discovery delay); this process's CPU time per command and as a
+// share of wall time (one core = 1; the libuv pool's threads included).
 //
-//   npm run bench:nvme-guest [-- --runtime 5 --iodepth 16 --size 256M --smp 1 --echo]
+//   npm run bench:nvme-guest [-- --runtime 5 --iodepth 16 --size 256M --smp 1 --rounds 3 --echo
+//                               --syncio on|off --holdpoll on|off]
 //
 // Needs root (the QEMU chroot from scripts/qemu/setup-chroot.sh, which also installs fio there).
 // fio and the shared libraries it links (ldd inside the chroot) are copied into the initramfs.
@@ -38,6 +46,7 @@ const smp = Number(arg("smp", "1"));
 const echo = process.argv.includes("--echo");
 const syncio = arg("syncio", "on");
 const holdpoll = arg("holdpoll", "on");
+const rounds = Number(arg("rounds", "3"));
 const sizeBytes = Number.parseInt(size, 10) * 1024 * 1024;
 if (!/^\d+M$/.test(size)) throw new Error("--size takes a number of MiB, e.g. 256M");
 
@@ -216,33 +225,62 @@ try {
     },
     { socketPath: socket, log: logger },
   );
-  const ours = await runGuest(
-    "ours",
-    { chroot, initramfs: built.initramfs, sockets: [{ path: socket, props: { "x-msg-timeout": 20000 } }] },
-    () => {
-      const c = nvmeOf(device);
-      return {
-        ...c.counters,
-        syncTransfers: c.ns.stats.syncTransfers,
-        slowSync: c.ns.stats.slowSyncTransfers,
-      };
-    },
-  );
-  await server.close();
-  server = undefined;
+  const runOurs = (round) =>
+    runGuest(
+      `ours #${round}`,
+      { chroot, initramfs: built.initramfs, sockets: [{ path: socket, props: { "x-msg-timeout": 20000 } }] },
+      () => {
+        const c = nvmeOf(device);
+        return {
+          ...c.counters,
+          syncTransfers: c.ns.stats.syncTransfers,
+          slowSync: c.ns.stats.slowSyncTransfers,
+        };
+      },
+    );
 
   // QEMU's emulated NVMe on the same file. cache=writeback (QEMU's default): our device goes
   // through the host page cache too (node:fs, no O_DIRECT), so both see the same host I/O path.
-  const qemu = await runGuest("qemu", {
-    chroot,
-    initramfs: built.initramfs,
-    qemuArgs: [
-      "-drive",
-      `file=${diskInChroot},if=none,id=d0,format=raw,cache=writeback`,
-      "-device",
-      "nvme,drive=d0,serial=vfubench",
-    ],
+  const runQemu = (round) =>
+    runGuest(`qemu #${round}`, {
+      chroot,
+      initramfs: built.initramfs,
+      qemuArgs: [
+        "-drive",
+        `file=${diskInChroot},if=none,id=d0,format=raw,cache=writeback`,
+        "-device",
+        "nvme,drive=d0,serial=vfubench",
+      ],
+    });
+
+  // Rounds alternate the order (ours first, then QEMU first, ...) so that a change in the host's
+  // load during the run falls on both; each figure is the median over the rounds.
+  const oursRuns = [];
+  const qemuRuns = [];
+  for (let r = 1; r <= rounds; r++) {
+    if (r % 2 === 1) {
+      oursRuns.push(await runOurs(r));
+      qemuRuns.push(await runQemu(r));
+    } else {
+      qemuRuns.push(await runQemu(r));
+      oursRuns.push(await runOurs(r));
+    }
+  }
+  await server.close();
+  server = undefined;
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    const m = v.length >> 1;
+    return v.length % 2 ? v[m] : Math.round((v[m - 1] + v[m]) / 2);
+  };
+  const summary = (runs) => ({
+    model: runs[0].model,
+    randReadIops: median(runs.map((x) => x.randReadIops)),
+    randWriteIops: median(runs.map((x) => x.randWriteIops)),
+    seqReadMBps: median(runs.map((x) => x.seqReadMBps)),
   });
+  const ours = summary(oursRuns);
+  const qemu = summary(qemuRuns);
 
   const ratio = (a, b) => Math.round((a / b) * 1000) / 1000;
   const rows = [
@@ -260,6 +298,15 @@ try {
       seqReadMBpsVsQemu: ratio(ours.seqReadMBps, qemu.seqReadMBps),
       ours,
       qemu,
+      rounds: oursRuns.map((o, i) => ({
+        randRead: ratio(o.randReadIops, qemuRuns[i].randReadIops),
+        randWrite: ratio(o.randWriteIops, qemuRuns[i].randWriteIops),
+        seqRead: ratio(o.seqReadMBps, qemuRuns[i].seqReadMBps),
+        ours: [o.randReadIops, o.randWriteIops, o.seqReadMBps],
+        qemu: [qemuRuns[i].randReadIops, qemuRuns[i].randWriteIops, qemuRuns[i].seqReadMBps],
+        load: [o.load, qemuRuns[i].load],
+      })),
+      perCommand: oursRuns.map((o) => o.perCommand),
       runtimeSec: runtime,
       iodepth,
       image: size,
