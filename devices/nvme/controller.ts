@@ -33,6 +33,7 @@ import type { DmaApi, DmaSgList, DmaView, PciDeviceContext } from "../../src/ind
 import { handleAdmin } from "./admin.ts";
 import { handleIo } from "./io.ts";
 import type { Namespace } from "./namespace.ts";
+import { PageLists } from "./page-lists.ts";
 import { CompletionQueue, SubmissionQueue } from "./queues.ts";
 import { Cc, Csts, NVME_VERSION, NvmeStatus, PAGE_SIZE, Reg, SQE_SIZE, Status } from "./spec.ts";
 
@@ -142,12 +143,16 @@ export class NvmeController {
   /** Zero-copy transfers in flight, with the lists whose pages the file I/O uses. */
   readonly #transfers = new Set<{ lists: readonly DmaSgList[]; done: Promise<unknown> }>();
   readonly #unsubscribe: () => void;
+  /** Guest data pages' lists kept across commands (page-lists.ts). */
+  readonly pages: PageLists;
 
   constructor(ctx: PciDeviceContext, ns: Namespace, opts: ControllerOptions) {
     this.ctx = ctx;
     this.dma = ctx.dma;
     // An unmap waits for the file I/O still using its pages (a pool thread writes into them).
+    this.pages = new PageLists(ctx.dma);
     this.#unsubscribe = ctx.dma.onUnmap((ev) => {
+      this.pages.drop(ev.handles);
       const waits: Promise<unknown>[] = [];
       for (const t of this.#transfers) if (t.lists.some((l) => ev.handles.includes(l))) waits.push(t.done);
       return waits.length > 0 ? Promise.allSettled(waits).then(() => undefined) : undefined;
@@ -308,6 +313,7 @@ export class NvmeController {
     this.cqs.clear();
     this.aers.length = 0;
     this.#releaseDbbuf();
+    this.pages.clear();
     this.#poll?.cancel();
     this.#poll = null;
     this.features = defaultFeatures();
@@ -702,6 +708,7 @@ export class NvmeController {
   }
 
   dispose(): void {
+    this.pages.clear();
     this.#unsubscribe();
     this.#releaseDbbuf();
     this.generation++;

@@ -11,7 +11,9 @@ import type { DmaSgList } from "../../src/index.ts";
 import { MAX_TRANSFER } from "./admin.ts";
 import type { CommandResult, NvmeController } from "./controller.ts";
 import { type DataPiece, gather, prpPieces, scatter, sglPieces } from "./prp-sgl.ts";
-import { IoOp, NvmeStatus, Sqe, Status } from "./spec.ts";
+import { IoOp, NvmeStatus, PAGE_SIZE, Sqe, Status } from "./spec.ts";
+
+const PAGE_MASK = BigInt(PAGE_SIZE - 1);
 
 const NSID_ALL = 0xffff_ffff;
 const KNOWN = new Set<number>([IoOp.FLUSH, IoOp.WRITE, IoOp.READ, IoOp.WRITE_ZEROES, IoOp.DSM]);
@@ -56,6 +58,13 @@ export async function handleIo(c: NvmeController, sqe: Uint8Array): Promise<Comm
   if (length > MAX_TRANSFER) throw new NvmeStatus(Status.INVALID_FIELD, `${length} bytes is over MDTS`);
   const pieces = await dataPieces(c, sqe, length);
   const fua = (dw12 & 0x4000_0000) !== 0;
+  const bufs = keptBuffers(c, pieces);
+  if (bufs && c.ns.syncAllowed(length)) {
+    // Zero-copy on the event loop, through the kept page lists: no list is taken per command.
+    c.ns.transferSync(opc === IoOp.WRITE, slba, bufs, length);
+    if (opc === IoOp.WRITE && (fua || !c.features.volatileWriteCache)) await c.ns.flush();
+    return { status: Status.SUCCESS };
+  }
   const lists = mapPieces(c, pieces, opc === IoOp.READ ? "write" : "read");
   if (lists) {
     // Zero-copy: the file is read into / written from the mapped guest pages themselves.
@@ -88,6 +97,27 @@ export async function handleIo(c: NvmeController, sqe: Uint8Array): Promise<Comm
     if (fua || !c.features.volatileWriteCache) await c.ns.flush();
   }
   return { status: Status.SUCCESS };
+}
+
+/** The pieces' bytes through the controller's kept page lists (page-lists.ts), or null when a
+ * piece cannot be had that way (the per-command lists or the copy path then move the data, and
+ * report any fault). Bus mastering and the address space are checked here, once per command. */
+function keptBuffers(c: NvmeController, pieces: DataPiece[]): Uint8Array[] | null {
+  if (pieces.length === 0 || !c.dma.mappable(pieces[0]!.iova, 1)) return null;
+  const bufs: Uint8Array[] = [];
+  for (const p of pieces) {
+    let iova = p.iova;
+    let left = p.length;
+    while (left > 0) {
+      const n = Math.min(left, PAGE_SIZE - Number(iova & PAGE_MASK));
+      const b = c.pages.bytes(iova, n);
+      if (!b) return null;
+      bufs.push(b);
+      iova += BigInt(n);
+      left -= n;
+    }
+  }
+  return bufs;
 }
 
 /** Scatter-gather lists over the pieces when every segment is mapped (fd-backed memory), else

@@ -2,7 +2,7 @@
 // within the pass budget and the slow-transfer back-off) against the libuv pool path, the
 // boundaries of each limit, errors of the synchronous path, DMA faults, and the shadow-doorbell
 // hold (an SQ that goes idle after a burst waits one poll tick before publishing its event index;
-// a lone command publishes at once).
+// a lone command publishes at once), and the guest page lists kept across commands.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -216,4 +216,47 @@ t.test("shadow doorbells with holdpoll=off: published as soon as the queue is id
 t.test("options: syncio and holdpoll take on/off", async (t) => {
   await t.rejects(NvmeHost.start({ syncio: "maybe" }), /syncio=maybe/);
   await t.rejects(NvmeHost.start({ holdpoll: "1" }), /holdpoll=1/);
+});
+
+t.test("kept page lists: reused across commands, dropped at unmap, gated by Bus Master", async (t) => {
+  const h = await ready(t);
+  const c = nvmeOf(h.device);
+  const data = pattern(8192, 7);
+  h.mem.bytes.set(data, Layout.DATA);
+  t.equal((await h.rw(1, true, 40, 16, Layout.DATA, { prp2: h.iova(Layout.DATA + 4096) })).status, 0);
+  const misses = c.pages.misses;
+  for (let i = 0; i < 3; i++) {
+    h.mem.bytes.fill(0, Layout.DATA + 0x10000, Layout.DATA + 0x12000);
+    const r = await h.rw(1, false, 40, 16, Layout.DATA + 0x10000, { prp2: h.iova(Layout.DATA + 0x11000) });
+    t.equal(r.status, 0);
+    t.same(h.mem.bytes.subarray(Layout.DATA + 0x10000, Layout.DATA + 0x12000), data, `read ${i}`);
+  }
+  t.equal(c.pages.misses - misses, 2, "two pages taken once");
+  t.ok(c.pages.hits >= 4, "then reused");
+
+  // A second DMA area: read into it, unmap it; the kept lists go with it (a read there now
+  // faults instead of landing in the old mapping), and a new mapping at the same address works.
+  const IOVA2 = 0x4000_0000n;
+  const m1 = await h.client.mapMemory(IOVA2, 1 << 20);
+  t.equal((await h.rw(1, false, 40, 8, 0, { prp1: IOVA2 })).status, 0, "read into area 2");
+  t.same(m1.bytes.subarray(0, 4096), data.subarray(0, 4096));
+  const kept = c.pages.size;
+  await h.client.dmaUnmap(IOVA2, 1n << 20n);
+  t.ok(c.pages.size < kept, "the unmap dropped its kept list");
+  t.equal((await h.rw(1, false, 40, 8, 0, { prp1: IOVA2 })).status, Status.DATA_TRANSFER_ERROR, "unmapped");
+  const m2 = await h.client.mapMemory(IOVA2, 1 << 20);
+  t.equal((await h.rw(1, false, 40, 8, 0, { prp1: IOVA2 })).status, 0, "mapped again");
+  t.same(m2.bytes.subarray(0, 4096), data.subarray(0, 4096), "the data is in the new mapping");
+
+  // Bus Master off: no DMA, kept lists or not.
+  await h.client.regionWrite(0x7 /* config */, 0x04, Uint8Array.of(0x02, 0)); // MEMORY only
+  h.mem.bytes.fill(0xee, Layout.DATA + 0x10000, Layout.DATA + 0x11000);
+  const r = await h.rw(1, false, 0, 8, Layout.DATA + 0x10000);
+  t.equal(r.status, Status.DATA_TRANSFER_ERROR, "Bus Master off: Data Transfer Error");
+  t.ok(
+    h.mem.bytes.subarray(Layout.DATA + 0x10000, Layout.DATA + 0x11000).every((b) => b === 0xee),
+    "guest memory untouched",
+  );
+  await h.client.regionWrite(0x7, 0x04, Uint8Array.of(0x06, 0));
+  t.equal((await h.rw(1, false, 0, 8, Layout.DATA + 0x10000)).status, 0, "Bus Master on again");
 });
