@@ -185,6 +185,18 @@ export interface DeviceModel {
   flushWrites(reason: FlushReason): void | Promise<void>;
   read(index: number, offset: bigint, count: number): Uint8Array | Promise<Uint8Array>;
   write(index: number, offset: bigint, data: Uint8Array): void | Promise<void>;
+  /** Optional: `write(index, BigInt(offset), src.subarray(start, start + count))`, exactly (same
+   * checks, errors, order and flushes), for callers that hold the bytes inside a larger buffer
+   * (a message body); `offset` is a non-negative safe integer. A WC store the buffer can take is
+   * copied straight from `src`, with no view and no bigint made. `src` is read only during the
+   * call. */
+  writeFrom?(
+    index: number,
+    offset: number,
+    src: Uint8Array,
+    start: number,
+    count: number,
+  ): void | Promise<void>;
   reset(): void | Promise<void>;
   /** The client is gone: release what it gave, then reset. */
   disconnect(): Promise<void>;
@@ -203,6 +215,8 @@ export class Device implements DeviceModel {
   readonly #wc: WriteCombiner;
   /** The tail of asynchronous deliveries in flight: later accesses of this device wait for it. */
   #busy: Promise<void> | null = null;
+  /** `write` is this class's own (a subclass that overrides it gets `writeFrom` through it). */
+  readonly #ownWrite: boolean;
   readonly wcStats: WriteCombineStats = {
     buffered: 0,
     delivered: 0,
@@ -221,6 +235,7 @@ export class Device implements DeviceModel {
     this.name = def.name;
     this.log = setup.log;
     this.#wc = new WriteCombiner(setup.wcBufferBytes ?? WC_BUFFER_BYTES);
+    this.#ownWrite = this.write === Device.prototype.write;
     this.flags = (def.bus === "pci" ? DeviceFlag.PCI : DeviceFlag.PLATFORM) | DeviceFlag.RESET;
     this.irqs = new IrqController(def.irqs, setup.log);
     this.#regionCapsOf = def.regionCaps?.bind(def);
@@ -326,6 +341,31 @@ export class Device implements DeviceModel {
       return this.#chain(() => this.#combine(region, off, copy));
     }
     return this.#combine(region, off, data);
+  }
+
+  writeFrom(
+    index: number,
+    offset: number,
+    src: Uint8Array,
+    start: number,
+    count: number,
+  ): void | Promise<void> {
+    const region = this.#regions[index];
+    // The hot path: a WC store the buffer takes as it is (it extends or overlaps the run, or the
+    // buffer is empty), nothing in flight. The checks are `write`'s, in its order; the only thing
+    // left out is the view of the bytes `write` would have been given.
+    if (
+      region?.combines &&
+      this.#busy === null &&
+      this.#ownWrite &&
+      this.#wc.accepts(region, offset, count)
+    ) {
+      region.checkAt(offset, count, true);
+      this.wcStats.buffered++;
+      if (this.#wc.addFrom(region, offset, src, start, count)) return this.flushWrites("full");
+      return;
+    }
+    return this.write(index, BigInt(offset), src.subarray(start, start + count));
   }
 
   #combine(region: Region, off: number, data: Uint8Array): void | Promise<void> {

@@ -250,23 +250,33 @@ export class Region {
 
   /** Validate an access; returns the offset as a number. */
   check(offset: bigint, size: number, write: boolean): number {
+    // Region sizes are safe integers, so an offset beyond 2^53 is out of range whatever it is.
+    const off = offset <= MAX_SAFE ? Number(offset) : Number.POSITIVE_INFINITY;
+    this.#check(off, offset, size, write);
+    return off;
+  }
+
+  /** `check` for an offset already a number (a non-negative safe integer): the same checks in
+   * the same order, the same errors, no bigint. */
+  checkAt(offset: number, size: number, write: boolean): void {
+    this.#check(offset, offset, size, write);
+  }
+
+  #check(off: number, shown: bigint | number, size: number, write: boolean): void {
     const name = this.spec.name;
     if (write ? !this.writable : !this.readable) {
       throw new VfuError(EINVAL, `region ${name} is not ${write ? "writable" : "readable"}`);
     }
-    // Region sizes are safe integers, so an offset beyond 2^53 is out of range whatever it is.
-    const off = offset <= MAX_SAFE ? Number(offset) : Number.POSITIVE_INFINITY;
-    if (offset < 0n || off + size > this.spec.size) {
+    if (shown < 0 || off + size > this.spec.size) {
       throw new VfuError(
         EINVAL,
-        `access [${offset}, +${size}) lies outside region ${name} (size ${this.spec.size})`,
+        `access [${shown}, +${size}) lies outside region ${name} (size ${this.spec.size})`,
       );
     }
     const sizes = this.spec.accessSizes;
     if (sizes && !sizes.includes(size)) {
       throw new VfuError(EINVAL, `region ${name} decodes ${sizes.join("/")}-byte accesses, not ${size}`);
     }
-    return off;
   }
 
   read(offset: number, size: number): ReadResult | Promise<ReadResult> {

@@ -73,12 +73,19 @@ export class WriteCombiner {
   /** Merge a write that `accepts` allowed. Returns true when the run is now full. The bytes are
    * copied: `data` may be reused by the caller. */
   add(region: Region, offset: number, data: Uint8Array): boolean {
-    const end = offset + data.length;
+    return this.addFrom(region, offset, data, 0, data.length);
+  }
+
+  /** `add(region, offset, src.subarray(start, start + count))` without making the view: the hot
+   * path copies a store straight out of the message that carried it. */
+  addFrom(region: Region, offset: number, src: Uint8Array, start: number, count: number): boolean {
+    const end = offset + count;
+    let at: number;
     if (this.#region === null) {
       this.#region = region;
       this.#start = offset;
       this.#end = end;
-      this.#buf.set(data, 0);
+      at = 0;
     } else {
       if (offset < this.#start) {
         // Growing downwards (a descending fill): move the run up to make room in front.
@@ -86,8 +93,15 @@ export class WriteCombiner {
         this.#buf.copyWithin(shift, 0, this.#end - this.#start);
         this.#start = offset;
       }
-      this.#buf.set(data, offset - this.#start);
+      at = offset - this.#start;
       if (end > this.#end) this.#end = end;
+    }
+    const buf = this.#buf;
+    if (count <= 16) {
+      // A store of a few bytes: a loop beats making a view for TypedArray.set.
+      for (let i = 0; i < count; i++) buf[at + i] = src[start + i]!;
+    } else {
+      buf.set(start === 0 && count === src.length ? src : src.subarray(start, start + count), at);
     }
     return this.#end - this.#start >= this.limit;
   }

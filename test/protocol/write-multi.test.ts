@@ -2,11 +2,19 @@
 
 import t from "tap";
 import {
+  checkRegionWriteMulti,
   decodeRegionWriteMulti,
   decodeRegionWriteMultiReply,
   Errno,
   encodeRegionWriteMulti,
   encodeRegionWriteMultiReply,
+  ProtocolError,
+  writeMultiCount,
+  writeMultiDataAt,
+  writeMultiEntryAt,
+  writeMultiOffset,
+  writeMultiOffsetNumber,
+  writeMultiRegion,
 } from "../../protocol/index.ts";
 import * as fx from "../fixtures/protocol/hand-built.ts";
 import { extend, hex, shorten, throwsErrno, toHex, withU32, withU64 } from "../fixtures/protocol/helpers.ts";
@@ -57,3 +65,54 @@ t.test("errors", async (t) => {
     RangeError,
   );
 });
+
+t.test(
+  "the in-place readers agree with the decoder, and the check throws what the decoder throws",
+  async (t) => {
+    const offsets = [0n, 1n, 0xffff_ffffn, 0x1_0000_0000n, (1n << 53n) - 1n, 1n << 53n, (1n << 64n) - 1n];
+    const entries = offsets.map((offset, i) => ({
+      offset,
+      region: i * 0x1000_0001,
+      count: i % 9,
+      data: Uint8Array.from({ length: i % 9 }, (_, j) => i * 16 + j),
+    }));
+    const body = encodeRegionWriteMulti(entries);
+    t.equal(checkRegionWriteMulti(body), entries.length);
+    const decoded = decodeRegionWriteMulti(body);
+    decoded.forEach((d, i) => {
+      const at = writeMultiEntryAt(i);
+      t.equal(writeMultiOffset(body, at), d.offset);
+      const n = writeMultiOffsetNumber(body, at);
+      if (d.offset < 1n << 53n) t.equal(n, Number(d.offset), `offset ${d.offset} as a number`);
+      else t.equal(n, -1, `offset ${d.offset} is -1`);
+      t.equal(writeMultiRegion(body, at), d.region);
+      t.equal(writeMultiCount(body, at), d.count);
+      t.same(body.subarray(writeMultiDataAt(at), writeMultiDataAt(at) + d.count), d.data);
+    });
+    const message = (f: () => unknown) => {
+      try {
+        f();
+        return "none";
+      } catch (err) {
+        t.ok(err instanceof ProtocolError);
+        return `${(err as ProtocolError).errno} ${(err as Error).message}`;
+      }
+    };
+    const bad = [
+      shorten(body, 3),
+      withU64(body, 0, 1n << 32n),
+      withU64(body, 0, 8n),
+      withU32(body, 8 + 24 * 3 + 12, 9),
+      extend(body, 24),
+      new Uint8Array(0),
+    ];
+    for (const b of bad) {
+      const expected = message(() => decodeRegionWriteMulti(b));
+      t.not(expected, "none");
+      t.equal(
+        message(() => checkRegionWriteMulti(b)),
+        expected,
+      );
+    }
+  },
+);
