@@ -197,6 +197,19 @@ export interface DeviceModel {
     start: number,
     count: number,
   ): void | Promise<void>;
+  /** Optional: `n` stores of `width` bytes to consecutive offsets from `offset` (the k-th at
+   * `offset + k·width`, its bytes at `src[start + k·stride]`), exactly as `n` `writeFrom` calls
+   * in order would be: a store that fails throws with the stores before it applied, and when
+   * one returns a promise the rest wait for it (the promise covers them all). */
+  writeRunFrom?(
+    index: number,
+    offset: number,
+    src: Uint8Array,
+    start: number,
+    width: number,
+    stride: number,
+    n: number,
+  ): void | Promise<void>;
   reset(): void | Promise<void>;
   /** The client is gone: release what it gave, then reset. */
   disconnect(): Promise<void>;
@@ -366,6 +379,70 @@ export class Device implements DeviceModel {
       return;
     }
     return this.write(index, BigInt(offset), src.subarray(start, start + count));
+  }
+
+  writeRunFrom(
+    index: number,
+    offset: number,
+    src: Uint8Array,
+    start: number,
+    width: number,
+    stride: number,
+    n: number,
+  ): void | Promise<void> {
+    const region = this.#regions[index];
+    const wc = this.#wc;
+    let k = 0;
+    if (region?.combines && this.#ownWrite && width > 0 && width <= wc.limit && n > 0) {
+      // The first store is checked as `writeFrom` would check it; the others have the same width
+      // and direction, so only their bounds differ: those in bounds pass the same checks.
+      if (this.#busy === null) region.checkAt(offset, width, true);
+      const inBounds = Math.min(n, Math.floor((region.size - offset) / width));
+      while (k < inBounds && this.#busy === null) {
+        const took = wc.appendRun(
+          region,
+          offset + k * width,
+          src,
+          start + k * stride,
+          width,
+          stride,
+          inBounds - k,
+        );
+        let r: void | Promise<void>;
+        if (took > 0) {
+          this.wcStats.buffered += took;
+          k += took;
+          if (wc.length < wc.limit) continue;
+          r = this.flushWrites("full");
+        } else {
+          // Not at the run's end (a gap, an overlap, another region's run): the general way.
+          r = this.writeFrom(index, offset + k * width, src, start + k * stride, width);
+          k++;
+        }
+        if (r instanceof Promise) return this.#runAfter(r, index, offset, src, start, width, stride, n, k);
+      }
+    }
+    // The rest one by one: out of bounds (the first such store throws), UC, or behind a delivery
+    // in flight.
+    for (; k < n; k++) {
+      const r = this.writeFrom(index, offset + k * width, src, start + k * stride, width);
+      if (r instanceof Promise) return this.#runAfter(r, index, offset, src, start, width, stride, n, k + 1);
+    }
+  }
+
+  async #runAfter(
+    pending: Promise<void>,
+    index: number,
+    offset: number,
+    src: Uint8Array,
+    start: number,
+    width: number,
+    stride: number,
+    n: number,
+    k: number,
+  ): Promise<void> {
+    await pending;
+    for (; k < n; k++) await this.writeFrom(index, offset + k * width, src, start + k * stride, width);
   }
 
   #combine(region: Region, off: number, data: Uint8Array): void | Promise<void> {

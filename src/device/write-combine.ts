@@ -106,6 +106,34 @@ export class WriteCombiner {
     return this.#end - this.#start >= this.limit;
   }
 
+  /** The hot path of a fill: append stores of `width` bytes, the k-th at `offset + k·width` with
+   * its bytes at `src[start + k·stride]`, while they extend the run exactly at its end and fit
+   * under the limit (an empty buffer starts a run at `offset`). Returns how many it took (0 when
+   * the first does not extend the run: another region, a gap, an overlap); the caller flushes
+   * ("full") when `length` reached the limit. `width` must be 1..limit. */
+  appendRun(
+    region: Region,
+    offset: number,
+    src: Uint8Array,
+    start: number,
+    width: number,
+    stride: number,
+    n: number,
+  ): number {
+    if (this.#region === null) {
+      this.#region = region;
+      this.#start = this.#end = offset;
+    } else if (region !== this.#region || offset !== this.#end) return 0;
+    let at = this.#end - this.#start;
+    const k = Math.min(n, Math.floor((this.limit - at) / width));
+    const buf = this.#buf;
+    for (let i = 0, from = start; i < k; i++, from += stride) {
+      for (let b = 0; b < width; b++) buf[at++] = src[from + b]!;
+    }
+    this.#end += k * width;
+    return k;
+  }
+
   /** Remove and return the run (a copy the handler may keep), or null when empty. */
   take(): CombinedWrite | null {
     const region = this.#region;

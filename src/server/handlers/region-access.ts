@@ -16,6 +16,7 @@ import {
   encodeRegionWriteMultiReply,
   encodeRegionWriteReplyMessage,
   REGION_ACCESS_SIZE,
+  WRITE_MULTI_ENTRY_SIZE,
   wantsReply,
   writeMultiCount,
   writeMultiDataAt,
@@ -116,10 +117,41 @@ export function handleRegionWriteMulti(
   const body = frame.body;
   const n = checkRegionWriteMulti(body);
   const device = s.device;
-  // Synchronous while every entry is; the rest waits for the first asynchronous one.
-  for (let i = 0; i < n; i++) {
-    const r = writeEntry(device, body, writeMultiEntryAt(i));
-    if (r instanceof Promise) return writeMultiFrom(device, frame, n, i + 1, r);
+  // Synchronous while every entry is; the rest waits for the first asynchronous one. Entries that
+  // continue each other (one region, one width, each at the end of the one before: a fill) go to
+  // the device as one run, resolved and checked once.
+  for (let i = 0; i < n; ) {
+    const at = writeMultiEntryAt(i);
+    const offset = writeMultiOffsetNumber(body, at);
+    let r: void | Promise<void>;
+    if (offset >= 0 && device.writeRunFrom !== undefined) {
+      const index = writeMultiRegion(body, at);
+      const width = writeMultiCount(body, at);
+      let j = i + 1;
+      let next = offset + width;
+      for (let a = at + WRITE_MULTI_ENTRY_SIZE; j < n; j++, a += WRITE_MULTI_ENTRY_SIZE, next += width) {
+        if (
+          writeMultiOffsetNumber(body, a) !== next ||
+          writeMultiRegion(body, a) !== index ||
+          writeMultiCount(body, a) !== width
+        )
+          break;
+      }
+      r = device.writeRunFrom(
+        index,
+        offset,
+        body,
+        writeMultiDataAt(at),
+        width,
+        WRITE_MULTI_ENTRY_SIZE,
+        j - i,
+      );
+      i = j;
+    } else {
+      r = writeEntry(device, body, at);
+      i++;
+    }
+    if (r instanceof Promise) return writeMultiFrom(device, frame, n, i, r);
   }
   return writeMultiReply(frame, n);
 }
