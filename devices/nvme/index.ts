@@ -99,12 +99,13 @@ export const nvme = definePciDevice({
     const temp = !o.disk;
     const disk = o.disk || path.join(tmpdir(), `vfu-nvme-${process.pid}-${++tempDisks}.img`);
     const syncio = o.syncio ?? "on";
-    if (syncio !== "on" && syncio !== "off") throw new Error(`nvme: syncio=${syncio} must be on or off`);
+    if (syncio !== "on" && syncio !== "reads" && syncio !== "off")
+      throw new Error(`nvme: syncio=${syncio} must be on, reads or off`);
     const holdpoll = o.holdpoll ?? "on";
     if (holdpoll !== "on" && holdpoll !== "off")
       throw new Error(`nvme: holdpoll=${holdpoll} must be on or off`);
     const ns = new Namespace({ path: disk, size: parseSize(o.size ?? "64M"), lbaSize: lba });
-    ns.syncIo = syncio === "on";
+    ns.syncIo = syncio;
     const c = new NvmeController(ctx, ns, {
       dstrd,
       maxQueueEntries: MAX_QUEUE_ENTRIES,

@@ -59,7 +59,7 @@ export async function handleIo(c: NvmeController, sqe: Uint8Array): Promise<Comm
   const pieces = await dataPieces(c, sqe, length);
   const fua = (dw12 & 0x4000_0000) !== 0;
   const bufs = keptBuffers(c, pieces);
-  if (bufs && c.ns.syncAllowed(length)) {
+  if (bufs && c.ns.syncAllowed(length, opc === IoOp.WRITE)) {
     // Zero-copy on the event loop, through the kept page lists: no list is taken per command.
     c.ns.transferSync(opc === IoOp.WRITE, slba, bufs, length);
     if (opc === IoOp.WRITE && (fua || !c.features.volatileWriteCache)) await c.ns.flush();
@@ -70,7 +70,7 @@ export async function handleIo(c: NvmeController, sqe: Uint8Array): Promise<Comm
     // Zero-copy: the file is read into / written from the mapped guest pages themselves.
     const bufs: Uint8Array[] = [];
     for (const l of lists) for (const seg of l.segments) bufs.push(seg.bytes!);
-    if (c.ns.syncAllowed(length)) {
+    if (c.ns.syncAllowed(length, opc === IoOp.WRITE)) {
       // On the event loop (no pool round trip): nothing can unmap the pages meanwhile.
       try {
         c.ns.transferSync(opc === IoOp.WRITE, slba, bufs, length);

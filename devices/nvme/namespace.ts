@@ -113,8 +113,8 @@ export class Namespace {
     syncTransfers: 0,
     slowSyncTransfers: 0,
   };
-  /** Synchronous I/O allowed at all (the option `syncio`; tests turn it off to compare). */
-  syncIo = true;
+  /** Synchronous I/O allowed (the option `syncio`): for reads and writes, reads only, or none. */
+  syncIo: "on" | "reads" | "off" = "on";
   #fd: number;
   #passSpentMs = 0;
   #syncOffUntil = 0;
@@ -206,9 +206,9 @@ export class Namespace {
   }
 
   /** Whether a transfer of `length` bytes may run synchronously now. */
-  syncAllowed(length: number): boolean {
+  syncAllowed(length: number, write = false): boolean {
     return (
-      this.syncIo &&
+      (this.syncIo === "on" || (this.syncIo === "reads" && !write)) &&
       length <= SYNC_IO_MAX_BYTES &&
       this.#passSpentMs < SYNC_IO_PASS_BUDGET_MS &&
       (this.#syncOffUntil === 0 || performance.now() >= this.#syncOffUntil)

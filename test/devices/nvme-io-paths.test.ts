@@ -84,10 +84,13 @@ t.test("Namespace: the synchronous I/O limits and their boundaries", async (t) =
   t.equal(ns.stats.slowSyncTransfers, 1, "counted");
   await new Promise((r) => setTimeout(r, SYNC_IO_BACKOFF_MS + 20));
   t.ok(ns.syncAllowed(4096), "on again after the back-off");
-  ns.syncIo = false;
+  ns.syncIo = "reads";
+  t.ok(ns.syncAllowed(512), "syncio=reads: a read");
+  t.notOk(ns.syncAllowed(512, true), "syncio=reads: not a write");
+  ns.syncIo = "off";
   t.notOk(ns.syncAllowed(512), "syncio=off");
   // The transfer itself, scattered over several buffers, and a read past the end of the file.
-  ns.syncIo = true;
+  ns.syncIo = "on";
   const data = pattern(8192, 1);
   ns.transferSync(true, 8n, [data.subarray(0, 100), data.subarray(100, 5000), data.subarray(5000)], 8192);
   t.same(readFileSync(ns.path).subarray(4096, 4096 + 8192), Buffer.from(data), "writev'd at LBA 8");
@@ -215,6 +218,10 @@ t.test("shadow doorbells with holdpoll=off: published as soon as the queue is id
 
 t.test("options: syncio and holdpoll take on/off", async (t) => {
   await t.rejects(NvmeHost.start({ syncio: "maybe" }), /syncio=maybe/);
+  const h = await NvmeHost.start({ syncio: "reads" });
+  t.equal(nvmeOf(h.device).ns.syncIo, "reads", "syncio=reads");
+  await h.stop();
+  h.cleanup();
   await t.rejects(NvmeHost.start({ holdpoll: "1" }), /holdpoll=1/);
 });
 
