@@ -9,13 +9,14 @@
 //   the dirty bitmap is read.
 // - Bus mastering and the address space are still checked once per command by the caller
 //   (ctx.dma.mappable on the first piece): a kept list alone would not see Bus Master turned off.
-// At most MAX_PAGES lists are kept (16 MiB of guest memory); beyond that the oldest goes.
+// At most MAX_PAGES lists are kept (16 MiB of guest memory); beyond that the least recently
+// used goes.
 //
 // OWNERSHIP: the lists are this object's; clear() releases them all.
 import type { DmaApi, DmaSgList } from "../../src/index.ts";
 import { PAGE_SIZE } from "./spec.ts";
 
-const MAX_PAGES = 4096;
+export const MAX_PAGES = 4096;
 const PAGE = BigInt(PAGE_SIZE);
 
 export class PageLists {
@@ -61,7 +62,13 @@ export class PageLists {
         ol.release();
       }
       this.#lists.set(page, l);
-    } else this.hits++;
+    } else {
+      // Most recently used last, so eviction (the first entry) never takes a page of the
+      // command being set up (at most 32 pages, far below MAX_PAGES).
+      this.#lists.delete(page);
+      this.#lists.set(page, l);
+      this.hits++;
+    }
     return off === 0 && length === PAGE_SIZE ? b : b.subarray(off, off + length);
   }
 

@@ -15,7 +15,9 @@ import {
   SYNC_IO_PASS_BUDGET_MS,
   SYNC_IO_SLOW_MS,
 } from "../../devices/nvme/namespace.ts";
+import { MAX_PAGES, PageLists } from "../../devices/nvme/page-lists.ts";
 import { Status } from "../../devices/nvme/spec.ts";
+import type { DmaApi } from "../../src/index.ts";
 import { Layout, MEM_IOVA, MEM_SIZE, NvmeHost } from "./nvme-host.ts";
 
 function pattern(length: number, seed: number): Uint8Array {
@@ -266,4 +268,48 @@ t.test("kept page lists: reused across commands, dropped at unmap, gated by Bus 
   );
   await h.client.regionWrite(0x7, 0x04, Uint8Array.of(0x06, 0));
   t.equal((await h.rw(1, false, 0, 8, Layout.DATA + 0x10000)).status, 0, "Bus Master on again");
+});
+
+t.test("PageLists: bounded, least recently used goes first, stale lists retaken, all released", async (t) => {
+  const released: bigint[] = [];
+  const segs = new Map<bigint, { bytes: Uint8Array }>();
+  let taken = 0;
+  const fake = {
+    sg(iova: bigint, length: number) {
+      taken++;
+      const seg = { bytes: new Uint8Array(length) as Uint8Array };
+      segs.set(iova, seg);
+      return {
+        iova,
+        segments: [seg],
+        release() {
+          released.push(iova);
+          seg.bytes = new Uint8Array(0);
+        },
+      };
+    },
+  } as unknown as DmaApi;
+  const p = new PageLists(fake);
+  const page = (i: number) => BigInt(i) * 4096n;
+  t.equal(p.bytes(page(0) + 512n, 1024)?.length, 1024, "a piece inside a page");
+  for (let i = 1; i < MAX_PAGES; i++) p.bytes(page(i), 4096);
+  t.equal(p.size, MAX_PAGES, "full");
+  p.bytes(page(0), 4096); // page 0 used again: most recent
+  p.bytes(page(MAX_PAGES), 4096); // one more: the least recently used (page 1) goes
+  t.equal(p.size, MAX_PAGES, "still bounded");
+  t.same(released, [page(1)], "page 1 evicted, not page 0");
+  const before = taken;
+  p.bytes(page(0), 4096);
+  t.equal(taken, before, "page 0 still kept");
+  // A list emptied behind our back (stale after an unmap) is released and retaken.
+  segs.get(page(2))!.bytes = new Uint8Array(0);
+  const again = taken;
+  t.equal(p.bytes(page(2), 4096)?.length, 4096, "stale list retaken");
+  t.equal(taken, again + 1, "one new list");
+  t.equal(released.at(-1), page(2), "the stale one released");
+  p.drop([]);
+  t.equal(p.size, MAX_PAGES, "drop of nothing keeps all");
+  p.clear();
+  t.equal(p.size, 0, "cleared");
+  t.equal(released.length, MAX_PAGES + 2, "every list released once");
 });
