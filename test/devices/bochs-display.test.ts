@@ -1,10 +1,3 @@
-// bochs-display through the TypeScript client over the in-memory pair: identification and BARs,
-// the DISPI registers (every index: reset values, what writes do, GETCAPS, enabling a mode,
-// panning, byte-lane accesses), the VGA ports the driver uses to blank, the QEMU extension
-// registers, the EDID blob (header, fields, checksum), the Linux driver's mode-set sequence
-// followed by framebuffer writes (trapped, posted and write-multi, and through the mmapped BAR)
-// turned into PNG pixels, the options (vram, mmap, mode, edid), and the control channel.
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -52,8 +45,9 @@ import {
   serveConnection,
   VfioUserClient,
 } from "../../src/index.ts";
+import { startCliServer, waitFor } from "../helpers/cli-server.ts";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+const _repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const MiB = 2 ** 20;
 
 interface Harness {
@@ -498,50 +492,19 @@ t.test("control lines: png, status, errors", async (t) => {
   t.throws(() => h.bochs.command(`png ${dir}/missing/x.png`), /ENOENT/, "an unwritable path");
 });
 
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 t.test("vfu serve bochs-display --set control=… --set png-on-exit=…", async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), "vfu-bochs-cli-"));
-  const socketPath = path.join(dir, "bochs.sock");
-  const fifo = path.join(dir, "bochs.ctl");
-  const shot = path.join(dir, "shot.png");
-  const onExit = path.join(dir, "exit.png");
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(repoRoot, "bin", "vfu.js"),
-      "serve",
-      "bochs-display",
-      "--socket",
-      socketPath,
-      "--set",
-      "vram=4M",
-      "--set",
-      `control=${fifo}`,
-      "--set",
-      `png-on-exit=${onExit}`,
-    ],
-    { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr!.on("data", (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null) child.kill("SIGTERM");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await waitFor(() => existsSync(socketPath) || child.exitCode !== null, 30_000, "the socket");
-  t.equal(child.exitCode, null, "the server is running", { stderr });
-  const client = await VfioUserClient.connect(socketPath);
+  const srv = await startCliServer(t, "bochs-display", (dir) => [
+    "--set",
+    "vram=4M",
+    "--set",
+    `control=${path.join(dir, "bochs.ctl")}`,
+    "--set",
+    `png-on-exit=${path.join(dir, "exit.png")}`,
+  ]);
+  const fifo = path.join(srv.dir, "bochs.ctl");
+  const shot = path.join(srv.dir, "shot.png");
+  const onExit = path.join(srv.dir, "exit.png");
+  const client = await VfioUserClient.connect(srv.socketPath);
   const h = {
     client,
     setDispi: (i: number, v: number) => client.regionWrite(MMIO_BAR, Mmio.DISPI + i * 2, le(v, 2)),
@@ -552,8 +515,12 @@ t.test("vfu serve bochs-display --set control=… --set png-on-exit=…", async 
   await h.setDispi(Dispi.ENABLE, Enable.ENABLED | Enable.LFB_ENABLED);
   await client.regionWrite(FB_BAR, 0, le(0x00ff0000, 4));
   writeFileSync(fifo, "bogus\n");
-  await waitFor(() => stderr.includes('unknown command "bogus"'), 5000, "the warning");
-  t.match(stderr, /warn\s+\[bochs-display\] control .*: unknown command "bogus"/, "a bad line is a warning");
+  await waitFor(() => srv.stderr.includes('unknown command "bogus"'), 5000, "the warning");
+  t.match(
+    srv.stderr,
+    /warn\s+\[bochs-display\] control .*: unknown command "bogus"/,
+    "a bad line is a warning",
+  );
   writeFileSync(fifo, `png ${shot}\n`);
   await waitFor(() => existsSync(shot), 5000, "the PNG");
   const pic = decodePng(readFileSync(shot));
@@ -564,8 +531,7 @@ t.test("vfu serve bochs-display --set control=… --set png-on-exit=…", async 
   );
   await client.regionWrite(FB_BAR, 4, le(0x0000ff00, 4));
   client.close();
-  child.kill("SIGTERM");
-  t.equal(await exited, 0, "SIGTERM stops the server");
+  t.equal(await srv.stop(), 0, "SIGTERM stops the server");
   const last = decodePng(readFileSync(onExit));
   t.same(
     [...last.rgba.subarray(4, 8)],

@@ -4,7 +4,7 @@
 // client's INTx eventfd sees them, reset and disconnect, the Linux driver's own register sequence,
 // and the ways to drive the inputs from the server side (API, --set inputs, the control FIFO, the
 // `vfu` command line).
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -38,10 +38,11 @@ import {
   serveConnection,
   VfioUserClient,
 } from "../../src/index.ts";
+import { startCliServer, waitFor } from "../helpers/cli-server.ts";
 
 const EINVAL = 22;
 const BAR = IDIO16_BAR;
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+const _repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 type Transport = "memory" | "socket";
 
@@ -148,14 +149,6 @@ function unmask(client: VfioUserClient): Promise<void> {
 /** Let eventfd writes and posted work settle. */
 function tick(ms = 10): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await tick(10);
-  }
 }
 
 for (const transport of ["memory", "socket"] as const) {
@@ -552,37 +545,14 @@ t.test("the control FIFO: an existing FIFO is kept; a regular file is refused", 
 });
 
 t.test("vfu serve gpio-idio16 --set inputs=… --set control=…: driven from the command line", async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), "vfu-idio16-cli-"));
-  const socketPath = path.join(dir, "gpio.sock");
-  const fifo = path.join(dir, "gpio.ctl");
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      path.join(repoRoot, "bin", "vfu.js"),
-      "serve",
-      "gpio-idio16",
-      "--socket",
-      socketPath,
-      "--set",
-      "inputs=0x0005",
-      "--set",
-      `control=${fifo}`,
-    ],
-    { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr!.on("data", (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null) child.kill("SIGTERM");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await waitFor(() => existsSync(socketPath) || child.exitCode !== null, 30_000, "the socket");
-  t.equal(child.exitCode, null, "the server is running", { stderr });
-  const client = await VfioUserClient.connect(socketPath);
+  const srv = await startCliServer(t, "gpio-idio16", (dir) => [
+    "--set",
+    "inputs=0x0005",
+    "--set",
+    `control=${path.join(dir, "gpio.ctl")}`,
+  ]);
+  const fifo = path.join(srv.dir, "gpio.ctl");
+  const client = await VfioUserClient.connect(srv.socketPath);
   const read8 = async (off: number) => (await client.regionRead(BAR, off, 1))[0]!;
   t.equal(await read8(Reg.IN0_7), 0x05, "IIN0 and IIN2 high from --set inputs");
   writeFileSync(fifo, "input 9 1\n");
@@ -590,11 +560,10 @@ t.test("vfu serve gpio-idio16 --set inputs=… --set control=…: driven from th
   while ((await read8(Reg.IN8_15)) !== 0x02 && Date.now() < end) await tick(20);
   t.equal(await read8(Reg.IN8_15), 0x02, "IIN9 high from the control FIFO");
   await client.regionWrite(BAR, Reg.OUT0_7, le(0x05, 1));
-  await waitFor(() => stderr.includes("outputs 0x0005: OUT0=1 OUT2=1"), 5000, "the output log line");
-  t.match(stderr, /info\s+\[gpio-idio16\] outputs 0x0005: OUT0=1 OUT2=1/, "outputs logged at info");
-  t.match(stderr, /inputs 0x0205: IIN9=1/, "input changes logged too");
+  await waitFor(() => srv.stderr.includes("outputs 0x0005: OUT0=1 OUT2=1"), 5000, "the output log line");
+  t.match(srv.stderr, /info\s+\[gpio-idio16\] outputs 0x0005: OUT0=1 OUT2=1/, "outputs logged at info");
+  t.match(srv.stderr, /inputs 0x0205: IIN9=1/, "input changes logged too");
   client.close();
-  child.kill("SIGTERM");
-  t.equal(await exited, 0, "SIGTERM stops the server cleanly");
+  t.equal(await srv.stop(), 0, "SIGTERM stops the server cleanly");
   t.notOk(existsSync(fifo), "the FIFO is removed on exit");
 });

@@ -1,17 +1,14 @@
 // `vfu describe` and `vfu list` with the PL061 registered, and `vfu serve pl061 --set inputs=…`
 // reached by the TypeScript client: the command line as a user runs it (node bin/vfu.js).
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import t from "tap";
 import { pl061, Reg } from "../../devices/pl061/index.ts";
 import { DESCRIBE_HELP, MAIN_HELP, parseArgs, UsageError } from "../../src/cli/args.ts";
 import { describeDevice, renderDts, VfioUserClient } from "../../src/index.ts";
-
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
-const vfuPath = path.join(repoRoot, "bin", "vfu.js");
+import { repoRoot, startCliServer, vfuPath } from "../helpers/cli-server.ts";
 
 function vfu(...args: string[]) {
   return spawnSync(process.execPath, [vfuPath, ...args], {
@@ -63,41 +60,14 @@ t.test("vfu list includes pl061 as a platform device", async (t) => {
   t.match(r.stdout, /^scratchpad\s+platform/m);
 });
 
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`not ready within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 t.test("vfu serve pl061 --set inputs=0x05: the client reads the levels and the DTS", async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), "vfu-cli-"));
-  const socketPath = path.join(dir, "pl061.sock");
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [vfuPath, "serve", "pl061", "--socket", socketPath, "--set", "inputs=0x05"],
-    { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr!.on("data", (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null) child.kill("SIGTERM");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await waitFor(() => existsSync(socketPath) || child.exitCode !== null, 30_000);
-  t.equal(child.exitCode, null, stderr);
-  const client = await VfioUserClient.connect(socketPath);
+  const srv = await startCliServer(t, "pl061", () => ["--set", "inputs=0x05"]);
+  const client = await VfioUserClient.connect(srv.socketPath);
   t.equal(await client.regionRead32(0, 0x3fc), 0x05, "inputs 0 and 2 high");
   t.equal(await client.regionRead32(0, Reg.PERIPH_ID0), 0x61);
   t.equal(await client.readDeviceTree(), pl061.dts);
   client.close();
-  child.kill("SIGTERM");
-  t.equal(await exited, 0, "SIGTERM stops the server cleanly");
+  t.equal(await srv.stop(), 0, "SIGTERM stops the server cleanly");
 });
 
 t.test("vfu serve pl061 with a bad inputs value fails with the reason", async (t) => {
