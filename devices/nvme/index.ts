@@ -124,6 +124,10 @@ export const nvme = definePciDevice({
       },
       reset: () => c.reset(),
       dispose() {
+        // The counters, once, as JSON on one info line: a `vfu serve` process reports what it did
+        // (the guest benchmark runs the server as its own process and reads this line at exit).
+        const { syncTransfers, slowSyncTransfers } = ns.stats;
+        ctx.log.info(`nvme: counters ${JSON.stringify({ ...c.counters, syncTransfers, slowSyncTransfers })}`);
         c.dispose();
         ns.close();
         if (temp) rmSync(disk, { force: true });

@@ -448,3 +448,19 @@ t.test("size option parsing", async (t) => {
   t.equal(parseSize("4096"), 4096);
   t.throws(() => parseSize("lots"), /not a number/);
 });
+
+t.test("dispose logs the counters as JSON on one info line (read by the guest benchmark)", async (t) => {
+  const h = await ready(t);
+  await h.createQueues(1);
+  t.equal((await h.rw(1, true, 0, 8, Layout.DATA)).status, 0, "write");
+  t.equal((await h.rw(1, false, 0, 8, Layout.DATA)).status, 0, "read");
+  await h.stop();
+  const lines = h.logs.lines.filter((l) => l.level === "info" && /nvme: counters /.test(l.line));
+  t.equal(lines.length, 1, "one line");
+  const json = JSON.parse(lines[0]!.line.replace(/^.*nvme: counters /, ""));
+  t.ok(json.commands >= 2, "the I/O commands counted");
+  t.equal(json.syncTransfers, 2, "both transfers synchronous (syncio=on)");
+  t.equal(json.slowSyncTransfers, 0, "none slow");
+  t.type(json.interrupts, "number", "interrupts");
+  t.type(json.mmioDoorbells, "number", "MMIO doorbells");
+});
