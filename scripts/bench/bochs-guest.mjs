@@ -3,7 +3,7 @@
 // 11.1, TCG). QEMU's vfio-user client posts trapped MMIO writes (no reply awaited; coalesced
 // into REGION_WRITE_MULTI once more than 1024 are queued) only when no region of the device is
 // mmap-capable. So one boot per setting of the device's `mmap` option, same kernel, same
-// initramfs, the same static guest program (test/e2e/qemu/guest/mmio-writes.c):
+// initramfs, the same static guest program (scripts/qemu/guest/mmio-writes.c):
 //   seq   N 16-bit stores to a BAR2 register (DISPI BANK; always trapped), then one read back
 //   fill  B bytes of 32-bit stores into BAR0 (the framebuffer: guest memory when mmapped,
 //         trapped otherwise), then one read back
@@ -20,8 +20,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { register } from "tsx/esm/api";
-import { bochsInit, buildMmioWrites, parseMmioWrites } from "../../test/e2e/qemu/guest/bochs.mjs";
 import { bootGuest, buildInitramfs, setupChroot } from "../qemu/boot.mjs";
+import { bochsInit, buildMmioWrites, parseMmioWrites } from "../qemu/guest/bochs.mjs";
 
 register();
 const { bochsDisplay } = await import("../../devices/bochs-display/index.ts");

@@ -25,8 +25,14 @@ import {
   MMIO_BAR,
 } from "../../../devices/bochs-display/index.ts";
 import { bootGuest, buildInitramfs, setupChroot } from "../../../scripts/qemu/boot.mjs";
+import {
+  bochsInit,
+  buildMmioWrites,
+  CONSOLE_TEXT,
+  parseMmioWrites,
+  SEQ_OFFSET,
+} from "../../../scripts/qemu/guest/bochs.mjs";
 import { PciDevice, Server, SinkLogger } from "../../../src/index.ts";
-import { bochsInit, buildMmioWrites, CONSOLE_TEXT, parseMmioWrites, SEQ_OFFSET } from "./guest/bochs.mjs";
 
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 const ARTIFACT = path.join(repoRoot, "artifacts", "bochs-display-console.png");
