@@ -80,8 +80,10 @@ if (process.env.VFU_SKIP_QEMU === "1") {
   await suite("QEMU end-to-end tests", process.execPath, [path.join(root, "scripts/qemu/run-e2e.mjs")]);
 }
 
+if (skipped) notes.push(`${skipped} skipped (counted in neither figure below)`);
 for (const n of notes) process.stdout.write(`# ${n}\n`);
-const line = `${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`;
+// Exactly `N passed, N failed`: CI reads this line as it is.
+const line = `${passed} passed, ${failed} failed`;
 mkdirSync(path.join(root, "artifacts"), { recursive: true });
 writeFileSync(path.join(root, "artifacts", "test-summary.txt"), `${line}\n`);
 process.stdout.write(`${line}\n`);
