@@ -21,7 +21,7 @@ export interface ServeTarget {
 
 export type Command =
   | { kind: "help"; topic: "main" | "serve" | "list" | "describe" }
-  | { kind: "list" }
+  | { kind: "list"; options: boolean }
   | { kind: "describe"; device: string; json: boolean }
   | { kind: "serve"; targets: ServeTarget[]; verbose: boolean };
 
@@ -57,7 +57,7 @@ Serve <device> on the UNIX socket <path> until interrupted (SIGINT/SIGTERM). Sev
 
 Options (apply to the serve group they follow):
   --socket <path>        socket to listen on (required); a stale socket there is replaced
-  --set <key>=<value>    set a device option (repeatable; see "vfu list" and the device's README)
+  --set <key>=<value>    set a device option (repeatable; see "vfu list --options")
   --mode <octal>         permission bits of the socket file (default 0600)
   --dma-layout <layout>  DMA_READ/DMA_WRITE layout: "spec" (default; what QEMU 11.1 speaks) or
                          "qemu-10.1" (QEMU 10.1's shifted layout); matters only for guest RAM
@@ -75,9 +75,10 @@ Example (QEMU side):
   qemu-system-x86_64 ... -device '{"driver":"vfio-user-pci","socket":{"type":"unix","path":"<path>"}}'
 `;
 
-export const LIST_HELP = `Usage: vfu list
+export const LIST_HELP = `Usage: vfu list [--options]
 
-Print the available device models, one line each: name, bus, summary.
+Print the available device models, one line each: name, bus, summary. With --options, each
+device's options follow its line: what "--set <key>=<value>" takes, with the default.
 `;
 
 export const DESCRIBE_HELP = `Usage: vfu describe <device> [--json]
@@ -110,8 +111,10 @@ export function parseArgs(argv: readonly string[]): Command {
   }
   if (cmd === "list") {
     if (rest.includes("--help") || rest.includes("-h")) return { kind: "help", topic: "list" };
-    if (rest.length > 0) throw new UsageError(`"vfu list" takes no arguments (got ${rest.join(" ")})`);
-    return { kind: "list" };
+    const options = rest.includes("--options");
+    const others = rest.filter((a) => a !== "--options");
+    if (others.length > 0) throw new UsageError(`"vfu list" takes only --options (got ${others.join(" ")})`);
+    return { kind: "list", options };
   }
   if (cmd === "describe") {
     if (rest.includes("--help") || rest.includes("-h")) return { kind: "help", topic: "describe" };

@@ -1,11 +1,20 @@
 // `vfu`: the command line. See args.ts for the grammar and the help texts.
 import { deviceModels, findDeviceModel } from "../../devices/index.ts";
-import { Device, resolveOptions } from "../device/device.ts";
+import { Device, type OptionSpec, resolveOptions } from "../device/device.ts";
 import { formatDescriptionJson, renderDts } from "../platform/device-tree.ts";
 import { describeDevice } from "../platform/platform-device.ts";
 import { Server } from "../server/server.ts";
 import { stderrLogger } from "../util/log.ts";
 import { DESCRIBE_HELP, LIST_HELP, MAIN_HELP, parseArgs, SERVE_HELP, UsageError } from "./args.ts";
+
+/** The `--set` options of one device for `vfu list --options`, indented under its line. */
+function formatOptions(options: Readonly<Record<string, OptionSpec>>): string {
+  const entries = Object.entries(options);
+  if (entries.length === 0) return "    (no options)\n";
+  const keys = entries.map(([key, o]) => (o.default === undefined ? key : `${key}=${o.default}`));
+  const width = Math.max(...keys.map((k) => k.length));
+  return entries.map(([, o], i) => `    ${keys[i]!.padEnd(width)}  ${o.description}\n`).join("");
+}
 
 function fail(message: string): never {
   process.stderr.write(`vfu: ${message}\n`);
@@ -40,8 +49,10 @@ async function main(argv: string[]): Promise<void> {
   }
   if (cmd.kind === "list") {
     const width = Math.max(...deviceModels.map((d) => d.name.length));
-    for (const d of deviceModels)
+    for (const d of deviceModels) {
       process.stdout.write(`${d.name.padEnd(width)}  ${d.bus.padEnd(8)}  ${d.summary}\n`);
+      if (cmd.options) process.stdout.write(formatOptions(d.options ?? {}));
+    }
     return;
   }
   const log = stderrLogger(cmd.verbose ? "debug" : "info");

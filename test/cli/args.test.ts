@@ -8,7 +8,9 @@ t.test("help forms", async (t) => {
   t.same(parseArgs(["help", "serve"]), { kind: "help", topic: "serve" });
   t.same(parseArgs(["serve", "--help"]), { kind: "help", topic: "serve" });
   t.same(parseArgs(["list", "-h"]), { kind: "help", topic: "list" });
-  t.same(parseArgs(["list"]), { kind: "list" });
+  t.same(parseArgs(["list"]), { kind: "list", options: false });
+  t.same(parseArgs(["list", "--options"]), { kind: "list", options: true });
+  t.throws(() => parseArgs(["list", "nvme"]), /takes only --options/);
 });
 
 t.test("serve with every option, and several devices in one process", async (t) => {
@@ -68,7 +70,7 @@ t.test("mistakes are UsageErrors that name the problem", async (t) => {
     [["serve", "scratchpad", "--socket", "/a", "--dma-layout", "x"], /--dma-layout is "spec" or "qemu-10.1"/],
     [["serve", "scratchpad", "--socket", "/a", "--bogus"], /unknown argument "--bogus"/],
     [["serve", "scratchpad", "--socket", "/a", "serve", "pl061", "--socket", "/a"], /given to two devices/],
-    [["list", "extra"], /takes no arguments/],
+    [["list", "extra"], /takes only --options \(got extra\)/],
     [["help", "nothing"], /no help on "nothing"/],
   ];
   for (const [argv, message] of cases) {

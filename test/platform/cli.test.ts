@@ -58,6 +58,18 @@ t.test("vfu list includes pl061 as a platform device", async (t) => {
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /^pl061\s+platform\s+ARM PrimeCell PL061 GPIO/m);
   t.match(r.stdout, /^scratchpad\s+platform/m);
+  t.notMatch(r.stdout, /^ {4}inputs/m, "no options without --options");
+  const o = vfu("list", "--options");
+  t.equal(o.status, 0, o.stderr);
+  t.match(
+    o.stdout,
+    /^pl061 .*\n {4}inputs=0 {2}input levels at start/m,
+    "each option under its device, with its default",
+  );
+  t.match(o.stdout, /^pci-testdev .*\n {4}\(no options\)$/m, "a device without options says so");
+  const bad = vfu("list", "nvme");
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /takes only --options/);
 });
 
 t.test("vfu serve pl061 --set inputs=0x05: the client reads the levels and the DTS", async (t) => {
