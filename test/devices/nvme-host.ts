@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { Test } from "tap";
 import { nvme } from "../../devices/nvme/index.ts";
 import {
   type ClientMemory,
@@ -91,6 +92,17 @@ export class NvmeHost {
   constructor(readonly options: Record<string, string> = {}) {
     this.dir = mkdtempSync(path.join(tmpdir(), "vfu-nvme-test-"));
     this.disk = options.disk ?? path.join(this.dir, "disk.img");
+  }
+
+  /** Start, enable, and stop + clean up at the test's teardown (the tests' common preamble). */
+  static async ready(t: Test, options: Record<string, string> = {}): Promise<NvmeHost> {
+    const h = await NvmeHost.start(options);
+    t.teardown(async () => {
+      if (!h.client.closed) await h.stop();
+      h.cleanup();
+    });
+    await h.enable();
+    return h;
   }
 
   static async start(options: Record<string, string> = {}): Promise<NvmeHost> {

@@ -21,15 +21,7 @@ import { Layout, NvmeHost } from "./nvme-host.ts";
 
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
 
-async function ready(t: Test, options: Record<string, string> = {}): Promise<NvmeHost> {
-  const h = await NvmeHost.start(options);
-  t.teardown(async () => {
-    if (!h.client.closed) await h.stop();
-    h.cleanup();
-  });
-  await h.enable();
-  return h;
-}
+const ready = (t: Test, options: Record<string, string> = {}) => NvmeHost.ready(t, options);
 
 /** Submit a Read on queue 1 without the host's reaper: its completion stays unconsumed. */
 async function submitRaw(h: NvmeHost, cid: number): Promise<void> {
