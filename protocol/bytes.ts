@@ -8,7 +8,7 @@
 // Writers check that the value fits the field and throw RangeError otherwise (a caller bug),
 // and the decode helpers throw ProtocolError(EINVAL) naming the message and the problem.
 
-import { Errno } from "./constants.ts";
+import { Errno, U64_MAX } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 
 export function readU16(b: Uint8Array, o: number): number {
@@ -39,8 +39,6 @@ export function writeU32(b: Uint8Array, o: number, v: number, field: string): vo
   b[o + 2] = v >>> 16;
   b[o + 3] = v >>> 24;
 }
-
-const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 export function writeU64(b: Uint8Array, o: number, v: bigint, field: string): void {
   if (typeof v !== "bigint" || v < 0n || v > U64_MAX)

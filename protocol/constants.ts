@@ -38,6 +38,9 @@ export const HeaderFlag = {
 } as const;
 
 /** Linux errno values the protocol carries in the header `error` field. */
+/** The largest value of a 64-bit wire field (an iova, a size, an offset). */
+export const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,

@@ -13,24 +13,32 @@
 
 import type { MessageHeader } from "./header.ts";
 
-export class ProtocolError extends Error {
+/** The one base of every error that carries an errno (a value of `Errno`): the codec's, the
+ * server's (VfuError), the IOMMU's (DmaFault) and the client's (ClientError). A server answers an
+ * ErrnoError with its errno and anything else with EIO. */
+export class ErrnoError extends Error {
   readonly errno: number;
 
   constructor(errno: number, message: string) {
     super(message);
-    this.name = "ProtocolError";
+    this.name = "ErrnoError";
     this.errno = errno;
   }
 }
 
-export class FramingError extends Error {
-  readonly errno: number;
+export class ProtocolError extends ErrnoError {
+  constructor(errno: number, message: string) {
+    super(errno, message);
+    this.name = "ProtocolError";
+  }
+}
+
+export class FramingError extends ErrnoError {
   readonly header: MessageHeader | null;
 
   constructor(errno: number, message: string, header: MessageHeader | null = null) {
-    super(message);
+    super(errno, message);
     this.name = "FramingError";
-    this.errno = errno;
     this.header = header;
   }
 }

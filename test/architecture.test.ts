@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
+import { Errno } from "../protocol/index.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -110,6 +111,31 @@ t.test("the layers point one way", async (t) => {
       tsFiles("src").filter((f) => !under(f, "src/cli")),
       (s) => !under(s, "devices"),
     ),
+  );
+  t.same(bad, []);
+});
+
+t.test("errnos come from one table: protocol/constants.ts's Errno", async (t) => {
+  // A file that names an errno by number (`const EINVAL = 22`, `new VfuError(5, ...)`) would keep
+  // its own copy of the table; every errno is written `Errno.X` instead.
+  const files = ["src", "protocol", "devices", "scripts", "test"].flatMap((d) => tsFiles(d));
+  const bad: string[] = [];
+  for (const f of files) {
+    if (f === "protocol/constants.ts" || f === "test/architecture.test.ts") continue;
+    const text = readFileSync(path.join(root, f), "utf8");
+    for (const m of text.matchAll(/\bconst (E[A-Z0-9]{2,}) = \d+/g))
+      if (m[1]! in Errno) bad.push(`${f} defines ${m[1]}`);
+    for (const m of text.matchAll(/new (?:VfuError|ProtocolError|FramingError|ClientError)\(\s*\d+/g))
+      bad.push(`${f}: ${m[0]}`);
+  }
+  t.same(bad, []);
+});
+
+t.test("U64_MAX is defined once, in protocol/constants.ts", async (t) => {
+  const files = ["src", "protocol", "devices", "scripts", "test"].flatMap((d) => tsFiles(d));
+  const bad = files.filter(
+    (f) =>
+      f !== "protocol/constants.ts" && /\bconst U64_MAX\s*=/.test(readFileSync(path.join(root, f), "utf8")),
   );
   t.same(bad, []);
 });

@@ -14,7 +14,7 @@
 // cannot be done does not stop the device (QEMU's edu aborts the VM on a bad range): it ends with
 // the DMA command's ERROR bit set and the reason in DMA_ERROR, and still raises its interrupt when
 // asked to.
-import { DmaFault, definePciDevice, type PciDevice, type PciFunctionApi } from "../../src/index.ts";
+import { DmaFault, definePciDevice, Errno, type PciDevice, type PciFunctionApi } from "../../src/index.ts";
 
 export const EDU_IDS = {
   vendor: 0x1234,
@@ -69,7 +69,6 @@ export const DMA_BUFFER_SIZE = 4096;
 /** Default DMA mask: 28 address bits, as the original. */
 export const DEFAULT_DMA_MASK = (1n << 28n) - 1n;
 
-const EINVAL = 22;
 const ALL_ONES_64 = (1n << 64n) - 1n;
 
 export interface EduStats {
@@ -221,7 +220,7 @@ export const edu = definePciDevice({
         ? `buffer+${hex(at)} -> ${hex(ram)}, ${count} bytes`
         : `${hex(ram)} -> buffer+${hex(at)}, ${count} bytes`;
       if (count > BigInt(DMA_BUFFER_SIZE) || at < 0n || at + count > BigInt(DMA_BUFFER_SIZE)) {
-        fail(EINVAL, `${what}: outside the ${DMA_BUFFER_SIZE}-byte buffer at ${hex(DMA_BUFFER)}`);
+        fail(Errno.EINVAL, `${what}: outside the ${DMA_BUFFER_SIZE}-byte buffer at ${hex(DMA_BUFFER)}`);
       } else if (count > 0n) {
         const off = Number(at);
         const n = Number(count);

@@ -29,7 +29,13 @@
 // the publish is seen), and poll the shadow on the timer besides (1 ms after activity, backing
 // off to 64 ms). The shadow pages and the rings are read and written through mapped views when
 // guest memory is fd-backed (synchronously), else through DMA messages.
-import type { DmaApi, DmaSgList, DmaView, PciDeviceContext } from "../../src/index.ts";
+import {
+  type DmaApi,
+  DmaFault,
+  type DmaSgList,
+  type DmaView,
+  type PciDeviceContext,
+} from "../../src/index.ts";
 import { handleAdmin } from "./admin.ts";
 import { handleIo } from "./io.ts";
 import type { Namespace } from "./namespace.ts";
@@ -526,7 +532,7 @@ export class NvmeController {
   /** The status a thrown error stands for: NvmeStatus as is, DMA faults as Data Transfer Error. */
   statusOf(err: unknown): number {
     if (err instanceof NvmeStatus) return err.status;
-    if ((err as Error)?.name === "DmaFault") {
+    if (err instanceof DmaFault) {
       this.counters.dmaErrors++;
       return Status.DATA_TRANSFER_ERROR;
     }

@@ -16,6 +16,7 @@ import {
   HEADER_SIZE,
   HeaderFlag,
   IrqSetFlag,
+  U64_MAX,
 } from "../../protocol/index.ts";
 import { Limits } from "../../src/server/limits.ts";
 import { type FdKind, randomFdKind } from "./fds.ts";
@@ -44,7 +45,6 @@ export interface DeviceShape {
 }
 
 const MiB = 1024 * 1024;
-const U64_MAX = (1n << 64n) - 1n;
 
 const U32_INTERESTING = [
   0,

@@ -33,6 +33,7 @@ import {
   decodeRegionReadReply,
   decodeRegionWriteMultiReply,
   decodeVersion,
+  Errno,
   encodeDeviceFeature,
   encodeDeviceInfo,
   encodeDmaMap,
@@ -72,11 +73,6 @@ import { connectUnix } from "../transport/listener.ts";
 import { VfuError } from "../util/errors.ts";
 import { closeFds } from "../util/fds.ts";
 import { CombiningWriter } from "./combining-writer.ts";
-
-const EINVAL = 22;
-const ENOSYS = 38;
-const EFAULT = 14;
-const ENOTCONN = 107;
 
 export interface ClientOptions {
   /** Fds we accept per message (told to the server in VERSION). */
@@ -228,7 +224,9 @@ export class VfioUserClient {
    * its reply resolves whatever it holds, errors included. */
   #send(msgId: number, command: number, message: Uint8Array, fds: readonly number[]): Promise<ReceivedFrame> {
     if (this.#closed)
-      return Promise.reject(this.#closeError ?? new ClientError(command, ENOTCONN, "connection closed"));
+      return Promise.reject(
+        this.#closeError ?? new ClientError(command, Errno.ENOTCONN, "connection closed"),
+      );
     this.#flushWriters();
     const ms = this.#opts.timeoutMs;
     return new Promise((resolve, reject) => {
@@ -295,7 +293,9 @@ export class VfioUserClient {
     }
     if (header.command !== p.command) {
       closeFds(frame.fds);
-      p.reject(new ClientError(p.command, EINVAL, `reply carried command ${commandName(header.command)}`));
+      p.reject(
+        new ClientError(p.command, Errno.EINVAL, `reply carried command ${commandName(header.command)}`),
+      );
       return;
     }
     if (header.flags & HeaderFlag.ERROR) {
@@ -312,7 +312,9 @@ export class VfioUserClient {
     if (this.#sweeper) clearTimeout(this.#sweeper);
     this.#sweeper = null;
     for (const [, p] of this.#pending) {
-      p.reject(new ClientError(p.command, ENOTCONN, err ? err.message : "the server closed the connection"));
+      p.reject(
+        new ClientError(p.command, Errno.ENOTCONN, err ? err.message : "the server closed the connection"),
+      );
     }
     this.#pending.clear();
     this.#releaseAll();
@@ -330,7 +332,7 @@ export class VfioUserClient {
         this.conn.send(encodeErrorReply(header.msgId, header.command, errno));
     };
     if (hadFds) {
-      replyError(EINVAL);
+      replyError(Errno.EINVAL);
       return;
     }
     const layout = this.#opts.dmaLayout;
@@ -339,7 +341,7 @@ export class VfioUserClient {
         const req = decodeDmaRead(frame.body, layout);
         const mem = this.#findMessageMemory(req.addr, req.count);
         if (!mem) {
-          replyError(EFAULT);
+          replyError(Errno.EFAULT);
           return;
         }
         const at = Number(req.addr - mem.iova);
@@ -357,7 +359,7 @@ export class VfioUserClient {
         const req = decodeDmaWrite(frame.body, layout);
         const mem = this.#findMessageMemory(req.addr, req.count);
         if (!mem) {
-          replyError(EFAULT);
+          replyError(Errno.EFAULT);
           return;
         }
         mem.bytes.set(req.data!, Number(req.addr - mem.iova));
@@ -368,9 +370,9 @@ export class VfioUserClient {
         );
         return;
       }
-      replyError(ENOSYS);
+      replyError(Errno.ENOSYS);
     } catch (err) {
-      replyError((err as { errno?: number }).errno ?? EINVAL);
+      replyError((err as { errno?: number }).errno ?? Errno.EINVAL);
     }
   }
 
@@ -394,7 +396,7 @@ export class VfioUserClient {
     const reply = await this.request(Command.VERSION, encodeVersion({ major: 0, minor: 0, json }));
     const v = decodeVersion(reply.body);
     if (v.major !== 0)
-      throw new ClientError(Command.VERSION, EINVAL, `server speaks major version ${v.major}`);
+      throw new ClientError(Command.VERSION, Errno.EINVAL, `server speaks major version ${v.major}`);
     this.serverCaps = parseCapabilities(v.json);
     return this.serverCaps;
   }
@@ -488,7 +490,7 @@ export class VfioUserClient {
     if (count === 0) return new Uint8Array(0);
     const reply = decodeRegionReadReply(r.body);
     if (reply.count !== count)
-      throw new ClientError(Command.REGION_READ, EINVAL, `asked ${count} bytes, got ${reply.count}`);
+      throw new ClientError(Command.REGION_READ, Errno.EINVAL, `asked ${count} bytes, got ${reply.count}`);
     return reply.data!;
   }
 
@@ -526,7 +528,7 @@ export class VfioUserClient {
 
   /** A writer that merges adjacent posted stores to `region` into one REGION_WRITE each (see
    * combining-writer.ts), for a region whose cache capability says WC or WB; a UC region, or one
-   * without the capability, is refused (EINVAL): its stores must reach the device one by one.
+   * without the capability, is refused (Errno.EINVAL): its stores must reach the device one by one.
    * `limit` (default 4096, at most the server's max_data_xfer_size) bounds one message's data. */
   async combiningWriter(region: number, opts: { limit?: number } = {}): Promise<CombiningWriter> {
     const info = await this.getRegionInfo(region);
@@ -534,7 +536,7 @@ export class VfioUserClient {
     if (info.cache?.cache !== "WC" && info.cache?.cache !== "WB") {
       throw new ClientError(
         Command.DEVICE_GET_REGION_INFO,
-        EINVAL,
+        Errno.EINVAL,
         `region ${region} is ${info.cache?.cache ?? "not described as WC or WB"}: its stores may not be combined`,
       );
     }
@@ -582,7 +584,7 @@ export class VfioUserClient {
   async mmapRegion(index: number): Promise<Uint8Array> {
     const info = await this.getRegionInfo(index);
     if (info.fd === null)
-      throw new ClientError(Command.DEVICE_GET_REGION_INFO, EINVAL, `region ${index} offers no fd`);
+      throw new ClientError(Command.DEVICE_GET_REGION_INFO, Errno.EINVAL, `region ${index} offers no fd`);
     try {
       const ab = native.mmap(info.fd, Number(info.size), Number(info.offset), true);
       return new Uint8Array(ab);
@@ -602,7 +604,7 @@ export class VfioUserClient {
     const info = await this.getRegionInfo(index);
     const fail = (why: string): never => {
       if (info.fd !== null) closeFds([info.fd]);
-      throw new ClientError(Command.DEVICE_GET_REGION_INFO, EINVAL, `region ${index}: ${why}`);
+      throw new ClientError(Command.DEVICE_GET_REGION_INFO, Errno.EINVAL, `region ${index}: ${why}`);
     };
     if (info.fd === null) return fail("offers no fd");
     const area = opts.area ?? 0;

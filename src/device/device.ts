@@ -22,7 +22,7 @@
 // and delivery of this device waits for it (`#busy`), so order holds for peers and timers too. A
 // failing combined write is logged and counted: the writes in it were acknowledged long before
 // (they are posted by nature), so it fails nobody's request.
-import { DeviceFlag, type RegionCap } from "../../protocol/index.ts";
+import { DeviceFlag, Errno, type RegionCap } from "../../protocol/index.ts";
 import type { DmaApi } from "../iommu/dma.ts";
 import { VfuError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
@@ -314,7 +314,7 @@ export class Device implements DeviceModel {
   #regionOrThrow(index: number): Region {
     const r = this.#regions[index];
     if (!r) {
-      throw new VfuError(22, `region ${index} does not exist on ${this.name}`);
+      throw new VfuError(Errno.EINVAL, `region ${index} does not exist on ${this.name}`);
     }
     return r;
   }

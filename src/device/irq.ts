@@ -19,12 +19,10 @@
 // disable, `releaseAll()` (client gone) or when the call fails.
 import { readlinkSync } from "node:fs";
 import { native, PollEvent, type PollerInstance } from "../../native/index.ts";
-import { IrqInfoFlag, IrqSetFlag } from "../../protocol/index.ts";
+import { Errno, IrqInfoFlag, IrqSetFlag } from "../../protocol/index.ts";
 import { VfuError } from "../util/errors.ts";
 import { closeFds } from "../util/fds.ts";
 import type { Logger } from "../util/log.ts";
-
-const EINVAL = 22;
 
 export type IrqKind = "edge" | "level";
 
@@ -183,7 +181,7 @@ export class IrqController {
     const { flags, index, start, count } = req;
     if (index >= this.#indices.length) {
       throw new VfuError(
-        EINVAL,
+        Errno.EINVAL,
         `interrupt index ${index} does not exist (the device has ${this.#indices.length})`,
       );
     }
@@ -191,33 +189,33 @@ export class IrqController {
     const data = flags & IrqSetFlag.DATA_TYPE_MASK;
     const action = flags & IrqSetFlag.ACTION_TYPE_MASK;
     if (fds.length > 0 && data !== IrqSetFlag.DATA_EVENTFD) {
-      throw new VfuError(EINVAL, "fds were sent without DATA_EVENTFD");
+      throw new VfuError(Errno.EINVAL, "fds were sent without DATA_EVENTFD");
     }
     if (count === 0) {
       if (action !== IrqSetFlag.ACTION_TRIGGER || data !== IrqSetFlag.DATA_NONE || start !== 0) {
-        throw new VfuError(EINVAL, "count 0 is only valid as TRIGGER|NONE with start 0 (disable)");
+        throw new VfuError(Errno.EINVAL, "count 0 is only valid as TRIGGER|NONE with start 0 (disable)");
       }
       this.#disable(st);
       return;
     }
     if (start + count > st.spec.count) {
       throw new VfuError(
-        EINVAL,
+        Errno.EINVAL,
         `vectors [${start}, ${start + count}) exceed index ${index} (${st.spec.name}) with ${st.spec.count}`,
       );
     }
     if (st.spec.triggerOnly && (action !== IrqSetFlag.ACTION_TRIGGER || count > 1)) {
-      throw new VfuError(EINVAL, `index ${index} (${st.spec.name}) takes only TRIGGER of one vector`);
+      throw new VfuError(Errno.EINVAL, `index ${index} (${st.spec.name}) takes only TRIGGER of one vector`);
     }
     if (data === IrqSetFlag.DATA_EVENTFD && fds.length !== 0 && fds.length !== count) {
-      throw new VfuError(EINVAL, `${fds.length} fds sent for ${count} vectors`);
+      throw new VfuError(Errno.EINVAL, `${fds.length} fds sent for ${count} vectors`);
     }
     if (data === IrqSetFlag.DATA_BOOL && (!req.data || req.data.length !== count)) {
-      throw new VfuError(EINVAL, "DATA_BOOL needs one byte per vector");
+      throw new VfuError(Errno.EINVAL, "DATA_BOOL needs one byte per vector");
     }
     const maskable = st.spec.kind === "level" || st.spec.maskable === true;
     if (action !== IrqSetFlag.ACTION_TRIGGER && !maskable) {
-      throw new VfuError(EINVAL, `index ${index} (${st.spec.name}) is not maskable`);
+      throw new VfuError(Errno.EINVAL, `index ${index} (${st.spec.name}) is not maskable`);
     }
     const selected = (i: number): boolean => data !== IrqSetFlag.DATA_BOOL || req.data![i] === 1;
 
@@ -251,7 +249,10 @@ export class IrqController {
     const mask = action === IrqSetFlag.ACTION_MASK;
     if (data === IrqSetFlag.DATA_EVENTFD) {
       if (count !== 1 || fds.length !== 1) {
-        throw new VfuError(EINVAL, `${mask ? "MASK" : "UNMASK"} with an eventfd takes one vector and one fd`);
+        throw new VfuError(
+          Errno.EINVAL,
+          `${mask ? "MASK" : "UNMASK"} with an eventfd takes one vector and one fd`,
+        );
       }
       this.#requireEventfd(fds[0]!);
       this.#watchFd(index, start, st.vectors[start]!, fds[0]!, mask);
@@ -272,10 +273,10 @@ export class IrqController {
     try {
       target = readlinkSync(`/proc/self/fd/${fd}`);
     } catch {
-      throw new VfuError(EINVAL, `fd ${fd} is not open`);
+      throw new VfuError(Errno.EINVAL, `fd ${fd} is not open`);
     }
     if (target !== "anon_inode:[eventfd]") {
-      throw new VfuError(EINVAL, `an interrupt fd must be an eventfd, not ${target}`);
+      throw new VfuError(Errno.EINVAL, `an interrupt fd must be an eventfd, not ${target}`);
     }
   }
 
@@ -370,7 +371,7 @@ export class IrqController {
 
   #state(index: number): IrqIndexState {
     const st = this.#indices[index];
-    if (!st) throw new VfuError(EINVAL, `interrupt index ${index} does not exist`);
+    if (!st) throw new VfuError(Errno.EINVAL, `interrupt index ${index} does not exist`);
     return st;
   }
 

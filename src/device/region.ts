@@ -3,7 +3,7 @@
 //
 // The framework enforces what a region declares, so a handler never re-checks it: accesses must
 // lie inside the region, have one of the declared sizes (when sizes are declared) and go in a
-// direction the region allows. A refused access is a VfuError(EINVAL) naming the problem.
+// direction the region allows. A refused access is a VfuError(Errno.EINVAL) naming the problem.
 //
 // Memory-backed regions may be offered to the client to mmap, whole or in page-aligned areas
 // (`mmapAreas`): the parts outside every area stay trapped (REGION_READ/WRITE), the areas are
@@ -15,10 +15,11 @@
 // the README, "Memory-backed regions and mmap views").
 //
 // OWNERSHIP: a memory-backed region owns its memfd and its mapping; `dispose()` releases both.
+
 import { native } from "../../native/index.ts";
+import { Errno } from "../../protocol/index.ts";
 import { VfuError } from "../util/errors.ts";
 
-const EINVAL = 22;
 const PAGE = 4096;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -149,7 +150,7 @@ export function leValue(data: Uint8Array): number {
 export function toBytes(result: ReadResult, size: number): Uint8Array {
   if (result instanceof Uint8Array) {
     if (result.length !== size) {
-      throw new VfuError(5, `region handler returned ${result.length} bytes for a ${size}-byte read`);
+      throw new VfuError(Errno.EIO, `region handler returned ${result.length} bytes for a ${size}-byte read`);
     }
     return result;
   }
@@ -265,17 +266,20 @@ export class Region {
   #check(off: number, shown: bigint | number, size: number, write: boolean): void {
     const name = this.spec.name;
     if (write ? !this.writable : !this.readable) {
-      throw new VfuError(EINVAL, `region ${name} is not ${write ? "writable" : "readable"}`);
+      throw new VfuError(Errno.EINVAL, `region ${name} is not ${write ? "writable" : "readable"}`);
     }
     if (shown < 0 || off + size > this.spec.size) {
       throw new VfuError(
-        EINVAL,
+        Errno.EINVAL,
         `access [${shown}, +${size}) lies outside region ${name} (size ${this.spec.size})`,
       );
     }
     const sizes = this.spec.accessSizes;
     if (sizes && !sizes.includes(size)) {
-      throw new VfuError(EINVAL, `region ${name} decodes ${sizes.join("/")}-byte accesses, not ${size}`);
+      throw new VfuError(
+        Errno.EINVAL,
+        `region ${name} decodes ${sizes.join("/")}-byte accesses, not ${size}`,
+      );
     }
   }
 

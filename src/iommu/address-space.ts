@@ -5,14 +5,14 @@
 // region of another device served by this process (peers.ts).
 //
 // Rules (errnos as the DMA_MAP/DMA_UNMAP replies carry them):
-// - map: flags must include READ and know only READ|WRITE (EINVAL); size > 0 (EINVAL); iova+size
-//   must not wrap past 2^64 (EINVAL: that exact bug was found in the Linux iommufd by a fuzzer);
-//   iova, size and fd offset are multiples of the advertised page size (EINVAL); at most
-//   `maxDmaMaps` areas (ENOSPC); no overlap with an existing area, an identical one included
-//   (EEXIST, as the spec says; libvfio-user's "identical map is a no-op" is not followed); an fd
-//   must be a regular file or memfd holding offset+size bytes (EINVAL, so no access can SIGBUS).
+// - map: flags must include READ and know only READ|WRITE (Errno.EINVAL); size > 0 (Errno.EINVAL); iova+size
+//   must not wrap past 2^64 (Errno.EINVAL: that exact bug was found in the Linux iommufd by a fuzzer);
+//   iova, size and fd offset are multiples of the advertised page size (Errno.EINVAL); at most
+//   `maxDmaMaps` areas (Errno.ENOSPC); no overlap with an existing area, an identical one included
+//   (Errno.EEXIST, as the spec says; libvfio-user's "identical map is a no-op" is not followed); an fd
+//   must be a regular file or memfd holding offset+size bytes (Errno.EINVAL, so no access can SIGBUS).
 // - unmap takes exactly one whole earlier area: a range that is only part of an area, spans
-//   several, or matches nothing is ENOENT (areas are never split). unmapAll empties the space.
+//   several, or matches nothing is Errno.ENOENT (areas are never split). unmapAll empties the space.
 // - An unmap takes the area out of the lookup at once (new DMA to it faults "unmapped"), tells its
 //   observers (the device: it may stop, release its views), waits for transfers in flight on it
 //   (G5: none may touch the range after the reply), then releases the backing: windows detached
@@ -28,9 +28,10 @@
 // OWNERSHIP: `map` takes the fd in every case: on success it moves into the area (closed when the
 // area is released); on failure it is closed before the error is thrown. `mapPeer` duplicates the
 // peer region's fd; the region keeps its own.
+
 import sortedBtree from "sorted-btree";
 import { MAX_MAP_LENGTH, native } from "../../native/index.ts";
-import { DmaMapFlag } from "../../protocol/index.ts";
+import { DmaMapFlag, Errno, U64_MAX } from "../../protocol/index.ts";
 import { VfuError } from "../util/errors.ts";
 import { closeFds } from "../util/fds.ts";
 import type { Logger } from "../util/log.ts";
@@ -48,13 +49,6 @@ export type { MessagePort } from "./backing.ts";
 // CommonJS loader with interop hands the class itself.
 const BTree = sortedBtree.default ?? (sortedBtree as unknown as typeof sortedBtree.default);
 type Tree = InstanceType<typeof BTree<bigint, Area>>;
-
-const EINVAL = 22;
-const ENOENT = 2;
-const EEXIST = 17;
-const ENOSPC = 28;
-const ENOTCONN = 107;
-export const U64_MAX = (1n << 64n) - 1n;
 
 /** The longest single DMA read or write (one Uint8Array): 1 GiB, the window size. */
 export const MAX_DMA_LENGTH = MAX_MAP_LENGTH;
@@ -107,7 +101,7 @@ export function toDmaFault(err: unknown, iova: bigint, length: number, area?: Ar
   }
   const errno = (err as { errno?: unknown } | null)?.errno;
   const message = err instanceof Error ? err.message : String(err);
-  return new DmaFault(errno === ENOTCONN ? "no-client" : "transfer", iova, length, message);
+  return new DmaFault(errno === Errno.ENOTCONN ? "no-client" : "transfer", iova, length, message);
 }
 
 export class AddressSpace {
@@ -160,7 +154,7 @@ export class AddressSpace {
   // ---- map ------------------------------------------------------------------------------------
 
   /** Map client memory (fd ≥ 0: shared, mmapped; fd -1: reached with messages). Throws VfuError
-   * (EINVAL, ENOSPC, EEXIST) or InjectedFault. OWNERSHIP: takes `req.fd` whatever happens. */
+   * (Errno.EINVAL, Errno.ENOSPC, Errno.EEXIST) or InjectedFault. OWNERSHIP: takes `req.fd` whatever happens. */
   map(req: MapRequest): Area {
     let fd = req.fd;
     try {
@@ -168,7 +162,7 @@ export class AddressSpace {
       const last = this.#checkNew(iova, size, flags, "DMA_MAP");
       if (offset < 0n || offset % this.#pgsize !== 0n) {
         throw new VfuError(
-          EINVAL,
+          Errno.EINVAL,
           `DMA_MAP offset ${hex(offset)} is not a multiple of the page size ${this.#pgsize}`,
         );
       }
@@ -178,14 +172,14 @@ export class AddressSpace {
         try {
           st = native.fstat(fd);
         } catch (err) {
-          throw new VfuError(EINVAL, `DMA_MAP fd cannot be inspected: ${(err as Error).message}`);
+          throw new VfuError(Errno.EINVAL, `DMA_MAP fd cannot be inspected: ${(err as Error).message}`);
         }
         inject("map.after-fstat");
         if (!st.isRegular)
-          throw new VfuError(EINVAL, "DMA_MAP fd is not mappable memory (not a regular file or memfd)");
+          throw new VfuError(Errno.EINVAL, "DMA_MAP fd is not mappable memory (not a regular file or memfd)");
         if (BigInt(st.size) < offset + size) {
           throw new VfuError(
-            EINVAL,
+            Errno.EINVAL,
             `DMA_MAP fd holds ${st.size} bytes, less than offset ${hex(offset)} + size ${hex(size)}`,
           );
         }
@@ -203,7 +197,7 @@ export class AddressSpace {
   /**
    * Map `size` bytes of a peer device's region, from `offset` in it (default: the whole region),
    * at `iova`. The iova must be page-aligned; offset and size need not be. WRITE needs a writable
-   * region. Throws VfuError (EINVAL, ENOENT for a peer that is gone, ENOSPC, EEXIST). When the
+   * region. Throws VfuError (Errno.EINVAL, Errno.ENOENT for a peer that is gone, Errno.ENOSPC, Errno.EEXIST). When the
    * peer leaves the registry, the area is unmapped as a client's unmap would.
    */
   mapPeer(
@@ -212,26 +206,32 @@ export class AddressSpace {
     flags: number = DmaMapFlag.READ | DmaMapFlag.WRITE,
     range: { offset?: bigint; size?: bigint } = {},
   ): Area {
-    if (!peer.alive) throw new VfuError(ENOENT, `peer device ${peer.name} is gone`);
+    if (!peer.alive) throw new VfuError(Errno.ENOENT, `peer device ${peer.name} is gone`);
     const region = peer.region;
     const offset = range.offset ?? 0n;
     const regionSize = BigInt(region.size);
     if (offset < 0n || offset >= regionSize) {
-      throw new VfuError(EINVAL, `offset ${hex(offset)} lies outside peer region ${peer.name}:${peer.index}`);
+      throw new VfuError(
+        Errno.EINVAL,
+        `offset ${hex(offset)} lies outside peer region ${peer.name}:${peer.index}`,
+      );
     }
     const size = range.size ?? regionSize - offset;
     if (size > regionSize - offset) {
       throw new VfuError(
-        EINVAL,
+        Errno.EINVAL,
         `${hex(size)} bytes from ${hex(offset)} exceed peer region ${peer.name}:${peer.index}`,
       );
     }
     const last = this.#checkNew(iova, size, flags, "peer map", false);
     if (!region.readable)
-      throw new VfuError(EINVAL, `peer region ${peer.name}:${peer.index} is not readable`);
+      throw new VfuError(Errno.EINVAL, `peer region ${peer.name}:${peer.index} is not readable`);
     const writable = (flags & DmaMapFlag.WRITE) !== 0;
     if (writable && !region.writable) {
-      throw new VfuError(EINVAL, `peer region ${peer.name}:${peer.index} is not writable: map it READ only`);
+      throw new VfuError(
+        Errno.EINVAL,
+        `peer region ${peer.name}:${peer.index} is not writable: map it READ only`,
+      );
     }
     let dup = -1;
     if (region.mmapFd !== null) {
@@ -261,23 +261,26 @@ export class AddressSpace {
     const W = DmaMapFlag.WRITE;
     if ((flags & ~(R | W)) !== 0 || (flags & R) === 0) {
       throw new VfuError(
-        EINVAL,
+        Errno.EINVAL,
         `${what} flags 0x${flags.toString(16)}: READ is required, only READ|WRITE are known`,
       );
     }
-    if (size <= 0n) throw new VfuError(EINVAL, `${what} of size 0`);
+    if (size <= 0n) throw new VfuError(Errno.EINVAL, `${what} of size 0`);
     if (iova < 0n || iova > U64_MAX - (size - 1n)) {
-      throw new VfuError(EINVAL, `${what} iova ${hex(iova)} + size ${hex(size)} wraps past 2^64`);
+      throw new VfuError(Errno.EINVAL, `${what} iova ${hex(iova)} + size ${hex(size)} wraps past 2^64`);
     }
     const pg = this.#pgsize;
     if (iova % pg !== 0n || (alignSize && size % pg !== 0n)) {
       throw new VfuError(
-        EINVAL,
+        Errno.EINVAL,
         `${what} iova ${hex(iova)} and size ${hex(size)} must be multiples of the page size ${pg}`,
       );
     }
     if (this.#tree.size >= this.#opts.maxDmaMaps) {
-      throw new VfuError(ENOSPC, `already ${this.#tree.size} DMA maps (limit ${this.#opts.maxDmaMaps})`);
+      throw new VfuError(
+        Errno.ENOSPC,
+        `already ${this.#tree.size} DMA maps (limit ${this.#opts.maxDmaMaps})`,
+      );
     }
     const last = iova + size - 1n;
     // The area starting last at or below `last` is the only one that can overlap.
@@ -285,7 +288,7 @@ export class AddressSpace {
     if (below && below[1].last >= iova) {
       const other = below[1];
       throw new VfuError(
-        EEXIST,
+        Errno.EEXIST,
         `${what} [${hex(iova)}, ${hex(last)}] overlaps [${hex(other.iova)}, ${hex(other.last)}]`,
       );
     }
@@ -316,12 +319,12 @@ export class AddressSpace {
 
   // ---- unmap ----------------------------------------------------------------------------------
 
-  /** Remove exactly the area [iova, iova+size): VfuError ENOENT unless one area is exactly that.
+  /** Remove exactly the area [iova, iova+size): VfuError Errno.ENOENT unless one area is exactly that.
    * Resolves once the area's users were told, its transfers finished and its memory released. */
   async unmap(iova: bigint, size: bigint): Promise<Area> {
     const area = this.#tree.get(iova);
     if (!area || area.size !== size) {
-      throw new VfuError(ENOENT, `no DMA map is exactly [${hex(iova)}, +${hex(size)})`);
+      throw new VfuError(Errno.ENOENT, `no DMA map is exactly [${hex(iova)}, +${hex(size)})`);
     }
     inject("unmap.before-remove");
     await this.#drop(area);

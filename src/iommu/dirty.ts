@@ -17,12 +17,8 @@
 //   for the page at iova + k·pageSize, and clears what it reported. The report page size may
 //   differ from the logging one: a report page is dirty when any logged page overlapping it is;
 //   a logged page is cleared only when the report covers it entirely, so nothing dirty is lost.
+import { Errno, U64_MAX } from "../../protocol/index.ts";
 import { VfuError } from "../util/errors.ts";
-
-const EINVAL = 22;
-const EBUSY = 16;
-const E2BIG = 7;
-const U64_MAX = (1n << 64n) - 1n;
 
 /** Ranges a START may name (the kernel's own limit, LOG_MAX_RANGES). */
 export const MAX_DIRTY_RANGES = 256;
@@ -125,31 +121,32 @@ export class DirtyLog {
 
   /**
    * Start logging (no ranges: every write). Returns the page size chosen: the one asked for, or
-   * the address space's page size when that is larger. VfuError EINVAL for a page size that is
-   * not a power of two, an empty or wrapping range, overlapping ranges; E2BIG for more than
-   * MAX_DIRTY_RANGES ranges; EBUSY when logging is on already.
+   * the address space's page size when that is larger. VfuError Errno.EINVAL for a page size that is
+   * not a power of two, an empty or wrapping range, overlapping ranges; Errno.E2BIG for more than
+   * MAX_DIRTY_RANGES ranges; Errno.EBUSY when logging is on already.
    */
   start(pageSize: bigint, ranges: readonly DirtyRange[] = []): bigint {
-    if (this.logging) throw new VfuError(EBUSY, "dirty logging is on already; stop it first");
+    if (this.logging) throw new VfuError(Errno.EBUSY, "dirty logging is on already; stop it first");
     if (!isPowerOfTwo(pageSize))
-      throw new VfuError(EINVAL, `dirty logging page size ${pageSize} is not a power of two`);
+      throw new VfuError(Errno.EINVAL, `dirty logging page size ${pageSize} is not a power of two`);
     if (ranges.length > MAX_DIRTY_RANGES) {
-      throw new VfuError(E2BIG, `${ranges.length} dirty logging ranges (at most ${MAX_DIRTY_RANGES})`);
+      throw new VfuError(Errno.E2BIG, `${ranges.length} dirty logging ranges (at most ${MAX_DIRTY_RANGES})`);
     }
     const sorted: { iova: bigint; last: bigint }[] = [];
     for (const r of ranges) {
       if (r.length === 0n)
-        throw new VfuError(EINVAL, `dirty logging range at 0x${r.iova.toString(16)} is empty`);
+        throw new VfuError(Errno.EINVAL, `dirty logging range at 0x${r.iova.toString(16)} is empty`);
       if (r.iova > U64_MAX - (r.length - 1n))
         throw new VfuError(
-          EINVAL,
+          Errno.EINVAL,
           `dirty logging range 0x${r.iova.toString(16)}+0x${r.length.toString(16)} wraps`,
         );
       sorted.push({ iova: r.iova, last: r.iova + r.length - 1n });
     }
     sorted.sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0));
     for (let i = 1; i < sorted.length; i++) {
-      if (sorted[i]!.iova <= sorted[i - 1]!.last) throw new VfuError(EINVAL, "dirty logging ranges overlap");
+      if (sorted[i]!.iova <= sorted[i - 1]!.last)
+        throw new VfuError(Errno.EINVAL, "dirty logging ranges overlap");
     }
     const chosen = pageSize < this.#minPageSize ? this.#minPageSize : pageSize;
     this.#chunks.clear();
@@ -211,19 +208,22 @@ export class DirtyLog {
 
   /**
    * The dirty bitmap of [iova, iova+length) in pages of `pageSize`, cleared as it is read.
-   * VfuError EINVAL when logging is off, for a page size not a power of two, an empty or wrapping
-   * range; E2BIG when the bitmap would exceed `maxBytes`.
+   * VfuError Errno.EINVAL when logging is off, for a page size not a power of two, an empty or wrapping
+   * range; Errno.E2BIG when the bitmap would exceed `maxBytes`.
    */
   report(iova: bigint, length: bigint, pageSize: bigint, maxBytes = 64 * 1024 * 1024): Uint8Array {
-    if (this.#pageSize === null) throw new VfuError(EINVAL, "dirty logging is not on");
+    if (this.#pageSize === null) throw new VfuError(Errno.EINVAL, "dirty logging is not on");
     if (!isPowerOfTwo(pageSize))
-      throw new VfuError(EINVAL, `report page size ${pageSize} is not a power of two`);
-    if (length === 0n) throw new VfuError(EINVAL, "dirty report of an empty range");
+      throw new VfuError(Errno.EINVAL, `report page size ${pageSize} is not a power of two`);
+    if (length === 0n) throw new VfuError(Errno.EINVAL, "dirty report of an empty range");
     if (iova > U64_MAX - (length - 1n))
-      throw new VfuError(EINVAL, `dirty report range 0x${iova.toString(16)}+0x${length.toString(16)} wraps`);
+      throw new VfuError(
+        Errno.EINVAL,
+        `dirty report range 0x${iova.toString(16)}+0x${length.toString(16)} wraps`,
+      );
     const bytes = DirtyLog.bitmapBytes(length, pageSize);
     if (bytes > BigInt(maxBytes))
-      throw new VfuError(E2BIG, `a ${bytes}-byte dirty bitmap exceeds ${maxBytes} bytes`);
+      throw new VfuError(Errno.E2BIG, `a ${bytes}-byte dirty bitmap exceeds ${maxBytes} bytes`);
     const out = new Uint8Array(Number(bytes));
     this.#markLive();
     const p = this.#pageSize;

@@ -14,6 +14,8 @@
 //   transfer        the transfer itself failed: a DMA_READ/WRITE the client refused or      EIO
 //                   never answered, a peer region's handler that threw, an mmap that failed
 
+import { Errno, ErrnoError } from "../../protocol/index.ts";
+
 export type DmaFaultKind =
   | "unmapped"
   | "permission"
@@ -34,26 +36,24 @@ export const DMA_FAULT_KINDS: readonly DmaFaultKind[] = [
 ];
 
 const ERRNO: Record<DmaFaultKind, number> = {
-  unmapped: 2, // ENOENT
-  permission: 1, // EPERM
-  "out-of-range": 22, // EINVAL
-  "bus-master-off": 19, // ENODEV, what QEMU answers for a DMA while bus mastering is off
-  "not-mappable": 95, // EOPNOTSUPP
-  "no-client": 107, // ENOTCONN
-  transfer: 5, // EIO
+  unmapped: Errno.ENOENT,
+  permission: Errno.EPERM,
+  "out-of-range": Errno.EINVAL,
+  "bus-master-off": Errno.ENODEV, // what QEMU answers for a DMA while bus mastering is off
+  "not-mappable": Errno.EOPNOTSUPP,
+  "no-client": Errno.ENOTCONN,
+  transfer: Errno.EIO,
 };
 
-export class DmaFault extends Error {
+export class DmaFault extends ErrnoError {
   readonly kind: DmaFaultKind;
   readonly iova: bigint;
   readonly length: number;
-  readonly errno: number;
   constructor(kind: DmaFaultKind, iova: bigint, length: number, detail: string) {
-    super(`DMA fault (${kind}) at 0x${iova.toString(16)}+${length}: ${detail}`);
+    super(ERRNO[kind], `DMA fault (${kind}) at 0x${iova.toString(16)}+${length}: ${detail}`);
     this.name = "DmaFault";
     this.kind = kind;
     this.iova = iova;
     this.length = length;
-    this.errno = ERRNO[kind];
   }
 }

@@ -9,13 +9,10 @@
 // peer mapping of its regions with it: each address space drops those areas as if the client had
 // unmapped them (their users are told first). `peers` is the process-wide registry; tests may
 // make their own.
+import { Errno } from "../../protocol/index.ts";
 import type { DeviceModel } from "../device/device.ts";
 import type { CacheAttr, Region } from "../device/region.ts";
 import { VfuError } from "../util/errors.ts";
-
-const ENOENT = 2;
-const EINVAL = 22;
-const EEXIST = 17;
 
 /** One region of a registered device, as a target for `AddressSpace.mapPeer`. */
 export interface PeerTarget {
@@ -48,7 +45,7 @@ export class PeerRegistry {
   /** Offer `device`'s regions as peer targets under `name` (unique while registered). */
   register(name: string, device: DeviceModel): PeerRegistration {
     if (this.#entries.has(name))
-      throw new VfuError(EEXIST, `a peer device named "${name}" is registered already`);
+      throw new VfuError(Errno.EEXIST, `a peer device named "${name}" is registered already`);
     const entry: Entry = { device, alive: true, watchers: new Set() };
     this.#entries.set(name, entry);
     return {
@@ -72,15 +69,15 @@ export class PeerRegistry {
     return [...this.#entries.keys()];
   }
 
-  /** Region `index` of the device registered as `name`. VfuError ENOENT when there is no such
-   * device or region, EINVAL for a region of size 0. */
+  /** Region `index` of the device registered as `name`. VfuError Errno.ENOENT when there is no such
+   * device or region, Errno.EINVAL for a region of size 0. */
   resolve(name: string, index: number): PeerTarget {
     const entry = this.#entries.get(name);
-    if (!entry) throw new VfuError(ENOENT, `no peer device named "${name}"`);
+    if (!entry) throw new VfuError(Errno.ENOENT, `no peer device named "${name}"`);
     const region = entry.device.region(index);
-    if (!region) throw new VfuError(ENOENT, `peer device "${name}" has no region ${index}`);
+    if (!region) throw new VfuError(Errno.ENOENT, `peer device "${name}" has no region ${index}`);
     if (region.size === 0)
-      throw new VfuError(EINVAL, `region ${index} of peer device "${name}" is absent (size 0)`);
+      throw new VfuError(Errno.EINVAL, `region ${index} of peer device "${name}" is absent (size 0)`);
     return {
       name,
       index,

@@ -12,9 +12,8 @@
 //
 // The device side (`get*`/`set*`) bypasses the masks: it is how the function reports status bits,
 // pending bits and power state. `reset()` puts every byte back to its power-on value.
+import { Errno } from "../../protocol/index.ts";
 import { VfuError } from "../util/errors.ts";
-
-const EINVAL = 22;
 
 export const CONFIG_SIZE_PCI = 256;
 export const CONFIG_SIZE_PCIE = 4096;
@@ -93,7 +92,7 @@ export class ConfigSpace {
 
   // ---- the client side -----------------------------------------------------------------------
 
-  /** A copy of `length` bytes at `offset`. Throws VfuError(EINVAL) outside the space. */
+  /** A copy of `length` bytes at `offset`. Throws VfuError(Errno.EINVAL) outside the space. */
   read(offset: number, length: number): Uint8Array {
     this.#check(offset, length);
     return this.#bytes.slice(offset, offset + length);
@@ -174,7 +173,7 @@ export class ConfigSpace {
   #check(offset: number, length: number): void {
     if (!Number.isInteger(offset) || offset < 0 || length < 0 || offset + length > this.size) {
       throw new VfuError(
-        EINVAL,
+        Errno.EINVAL,
         `config access [${offset}, +${length}) lies outside the ${this.size}-byte config space`,
       );
     }

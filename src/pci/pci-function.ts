@@ -7,7 +7,7 @@
 //   region 8     VGA (always size 0; vfio clients expect the index to exist).
 // In a BAR that holds the MSI-X table or PBA the framework serves those ranges and enforces the
 // device's declared access widths on the rest itself; an access straddling a table edge is
-// refused (EINVAL). BAR accesses are served whatever Command.Memory/I/O Space and the power state
+// refused (Errno.EINVAL). BAR accesses are served whatever Command.Memory/I/O Space and the power state
 // say: a client routes guest accesses only to BARs the guest enabled, and tests probe BARs
 // directly; a model that cares reads ctx.pci.command and ctx.pci.powerState. DMA is different:
 // ctx.dma faults "bus-master-off" while Command.Bus Master is clear.
@@ -16,7 +16,7 @@
 // reset(kind): DEVICE_RESET and client disconnect ("device"), a Function Level Reset through the
 // Express capability ("flr"), leaving D3hot without No_Soft_Reset ("power"). The client's
 // eventfd bindings (SET_IRQS) are the client's and survive an FLR or a power-state reset.
-import { PciIrq, PciRegion } from "../../protocol/index.ts";
+import { Errno, PciIrq, PciRegion } from "../../protocol/index.ts";
 import type { DeviceBehaviour, DeviceContext } from "../device/device.ts";
 import type { RegionHandlers } from "../device/region.ts";
 import { toBytes } from "../device/region.ts";
@@ -39,8 +39,6 @@ import type {
   PciLayout,
   PciResetKind,
 } from "./pci-device.ts";
-
-const EINVAL = 22;
 
 /** What a device model may do with its own function (`ctx.pci`). */
 export interface PciFunctionApi {
@@ -219,11 +217,14 @@ export class PciFunction implements PciFunctionApi {
       const at = msix.locate(index, offset, size);
       if (at === "straddle")
         throw new VfuError(
-          EINVAL,
+          Errno.EINVAL,
           `BAR ${index} access [0x${offset.toString(16)}, +${size}) straddles MSI-X`,
         );
       if (at === null && sizes && !sizes.includes(size))
-        throw new VfuError(EINVAL, `BAR ${index} decodes ${sizes.join("/")}-byte accesses, not ${size}`);
+        throw new VfuError(
+          Errno.EINVAL,
+          `BAR ${index} decodes ${sizes.join("/")}-byte accesses, not ${size}`,
+        );
       return at;
     };
     return {

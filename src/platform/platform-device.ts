@@ -15,7 +15,7 @@
 // `PlatformDevice` is a Device that also hands back the model's behaviour object, so an embedding
 // program or a test can drive the device's outside world (a GPIO's input pins, a UART's line).
 import type { RegionCap } from "../../protocol/index.ts";
-import { RegionCapId } from "../../protocol/index.ts";
+import { Errno, RegionCapId } from "../../protocol/index.ts";
 import {
   Device,
   type DeviceBehaviour,
@@ -41,8 +41,6 @@ import {
   renderDts,
 } from "./device-tree.ts";
 import { VFU_REGION_TYPE, VfuRegionSubtype } from "./region-type.ts";
-
-const EINVAL = 22;
 
 /** An MMIO region of a platform device: a RegionSpec whose index is its place in `mmio`. */
 export type MmioRegionSpec = Omit<RegionSpec, "index">;
@@ -107,7 +105,7 @@ function checkSense(line: InterruptLineSpec): InterruptSense {
 function aligned(name: string, h: RegionHandlers): RegionHandlers {
   const check = (offset: number, size: number): void => {
     if (offset % size !== 0) {
-      throw new VfuError(EINVAL, `region ${name}: a ${size}-byte access at ${offset} is not aligned`);
+      throw new VfuError(Errno.EINVAL, `region ${name}: a ${size}-byte access at ${offset} is not aligned`);
     }
   };
   const out: RegionHandlers = {};

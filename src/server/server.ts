@@ -3,13 +3,13 @@
 // client leaves.
 //
 // A second client that connects while one is being served is told so and dropped: its first
-// command is answered with EBUSY (a header-only error reply) and the connection is closed; if it
+// command is answered with Errno.EBUSY (a header-only error reply) and the connection is closed; if it
 // sends nothing it is closed after `Limits.negotiationTimeoutMs`. The first client is unaffected.
 //
 // The socket file is created with mode 0600 unless configured. An existing path is replaced only
 // when it is a stale socket (nothing accepts on it); a live socket or any other kind of file is
 // never removed: `listen` fails with a message naming the path.
-import { encodeErrorReply, HeaderFlag, wantsReply } from "../../protocol/index.ts";
+import { Errno, encodeErrorReply, HeaderFlag, wantsReply } from "../../protocol/index.ts";
 import type { DeviceModel } from "../device/device.ts";
 import { DeviceDma } from "../iommu/dma.ts";
 import type { Connection } from "../transport/connection.ts";
@@ -22,8 +22,6 @@ import { type Logger, silentLogger } from "../util/log.ts";
 import type { DmaLayout } from "./handlers/dma-messages.ts";
 import { Limits } from "./limits.ts";
 import { Session } from "./session.ts";
-
-const EBUSY = 16;
 
 export interface EndpointOptions {
   socketPath: string;
@@ -122,7 +120,7 @@ export class Endpoint {
         closeFds(frame.fds);
         const { header } = frame;
         if ((header.flags & HeaderFlag.TYPE_MASK) === HeaderFlag.COMMAND && wantsReply(header.flags)) {
-          conn.send(encodeErrorReply(header.msgId, header.command, EBUSY));
+          conn.send(encodeErrorReply(header.msgId, header.command, Errno.EBUSY));
         }
         conn.close();
       },

@@ -18,17 +18,17 @@ import {
   type Capabilities,
   Command,
   commandName,
+  Errno,
+  ErrnoError,
   encodeErrorReply,
   encodeMessage,
   errnoName,
   HeaderFlag,
-  ProtocolError,
   wantsReply,
 } from "../../protocol/index.ts";
 import type { DeviceModel } from "../device/device.ts";
 import { AddressSpace } from "../iommu/address-space.ts";
 import type { DeviceDma } from "../iommu/dma.ts";
-import { DmaFault } from "../iommu/faults.ts";
 import type { Connection, ReceivedFrame } from "../transport/connection.ts";
 import { describe, errnoOf, VfuError } from "../util/errors.ts";
 import { closeFds } from "../util/fds.ts";
@@ -37,7 +37,6 @@ import { type HandlerResult, handlerFor } from "./dispatch.ts";
 import { createMessagePort, type DmaLayout } from "./handlers/dma-messages.ts";
 import { Limits } from "./limits.ts";
 
-const EINVAL = 22;
 const BATCH_END = Symbol("batch end");
 
 export interface SessionOptions {
@@ -188,28 +187,31 @@ export class Session {
     try {
       // The VERSION rule comes first: a first command that is not VERSION ends the connection
       // whatever else is wrong with it. (Found by the fuzzer: one that came with too many fds was
-      // answered EINVAL and the unnegotiated connection stayed open.)
+      // answered Errno.EINVAL and the unnegotiated connection stayed open.)
       if (!this.negotiated && header.command !== Command.VERSION) {
         this.#fail(
           frame,
-          new VfuError(EINVAL, `the first message must be VERSION, not ${commandName(header.command)}`),
+          new VfuError(Errno.EINVAL, `the first message must be VERSION, not ${commandName(header.command)}`),
         );
         this.close(new Error("client did not start with VERSION"));
         return undefined;
       }
       if (frame.fdsTruncated) {
-        throw new VfuError(EINVAL, `more fds than max_msg_fds (${Limits.maxMsgFds}) came with this message`);
+        throw new VfuError(
+          Errno.EINVAL,
+          `more fds than max_msg_fds (${Limits.maxMsgFds}) came with this message`,
+        );
       }
       const handler = handlerFor(header.command);
       if (!handler) {
         throw new VfuError(
-          38,
+          Errno.ENOSYS,
           `unknown or client-illegal command ${header.command} (${commandName(header.command)})`,
         );
       }
       if (!handler.takesFds && frame.fds.length > 0) {
         throw new VfuError(
-          EINVAL,
+          Errno.EINVAL,
           `${commandName(header.command)} takes no fds but ${frame.fds.length} came`,
         );
       }
@@ -255,7 +257,7 @@ export class Session {
     closeFds(frame.fds);
     const { header } = frame;
     const errno = errnoOf(err);
-    const expected = err instanceof VfuError || err instanceof ProtocolError || err instanceof DmaFault;
+    const expected = err instanceof ErrnoError;
     if (expected) {
       this.log.debug(
         `${commandName(header.command)} id=${header.msgId} failed: ${errnoName(errno)}: ${describe(err)}`,
@@ -276,7 +278,7 @@ export class Session {
   #onBrokenStream(err: Error & { errno?: number }, header: ReceivedFrame["header"] | null): void {
     this.log.warn(`closing the connection: broken stream: ${err.message}`);
     if (header && (header.flags & HeaderFlag.TYPE_MASK) === HeaderFlag.COMMAND && wantsReply(header.flags)) {
-      this.conn.send(encodeErrorReply(header.msgId, header.command, err.errno ?? EINVAL));
+      this.conn.send(encodeErrorReply(header.msgId, header.command, err.errno ?? Errno.EINVAL));
     }
   }
 
@@ -286,20 +288,20 @@ export class Session {
    * VfuError(errno) on an error reply, ETIMEDOUT after the request timeout, ENOTCONN on close. */
   request(command: number, body: Uint8Array): Promise<ReceivedFrame> {
     if (this.#closing || this.conn.closed) {
-      return Promise.reject(new VfuError(107, "the client is gone"));
+      return Promise.reject(new VfuError(Errno.ENOTCONN, "the client is gone"));
     }
     let msgId = this.#nextMsgId;
     // msg_ids wrap at 16 bits; skip ids still waiting for a reply.
     for (let tries = 0; this.#pending.has(msgId) && tries < 0x10000; tries++) msgId = (msgId + 1) & 0xffff;
     if (this.#pending.has(msgId))
-      return Promise.reject(new VfuError(16, "65,536 requests already outstanding"));
+      return Promise.reject(new VfuError(Errno.EBUSY, "65,536 requests already outstanding"));
     this.#nextMsgId = (msgId + 1) & 0xffff;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(msgId);
         reject(
           new VfuError(
-            110,
+            Errno.ETIMEDOUT,
             `${commandName(command)} id=${msgId}: no reply within ${Limits.requestTimeoutMs} ms`,
           ),
         );
@@ -323,13 +325,13 @@ export class Session {
     clearTimeout(p.timer);
     if (frame.fds.length > 0) {
       closeFds(frame.fds);
-      p.reject(new VfuError(EINVAL, `reply to ${commandName(header.command)} carried fds`));
+      p.reject(new VfuError(Errno.EINVAL, `reply to ${commandName(header.command)} carried fds`));
       return;
     }
     if (header.flags & HeaderFlag.ERROR) {
       p.reject(
         new VfuError(
-          header.error || 5,
+          header.error || Errno.EIO,
           `client answered ${commandName(header.command)} with ${errnoName(header.error)}`,
         ),
       );
@@ -353,7 +355,7 @@ export class Session {
   async #teardown(): Promise<void> {
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
-      p.reject(new VfuError(107, "the client disconnected"));
+      p.reject(new VfuError(Errno.ENOTCONN, "the client disconnected"));
     }
     this.#pending.clear();
     for (const f of this.#queue) if (f !== BATCH_END) closeFds(f.fds);

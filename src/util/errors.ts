@@ -1,22 +1,22 @@
 // Errors that carry a vfio-user errno. A handler (or a device model) throws `VfuError` to make the
 // session answer with exactly that errno; any other exception becomes EIO and an error log line.
+// Every errno-carrying error (VfuError, ProtocolError, FramingError, DmaFault, ClientError) is an
+// ErrnoError, and errnos are named from the one table, `Errno` (protocol/constants.ts).
+import { Errno, ErrnoError } from "../../protocol/index.ts";
 
-export class VfuError extends Error {
-  readonly errno: number;
+export class VfuError extends ErrnoError {
   constructor(errno: number, message: string) {
-    super(message);
+    super(errno, message);
     this.name = "VfuError";
-    this.errno = errno;
   }
 }
 
-/** The errno a thrown value should be answered with: its own when it carries one, else EIO (5). */
+/** The errno a thrown value should be answered with: an ErrnoError's own, else EIO. */
 export function errnoOf(err: unknown): number {
-  if (err && typeof err === "object" && "errno" in err) {
-    const n = (err as { errno: unknown }).errno;
-    if (typeof n === "number" && Number.isInteger(n) && n > 0 && n < 4096) return n;
+  if (err instanceof ErrnoError && Number.isInteger(err.errno) && err.errno > 0 && err.errno < 4096) {
+    return err.errno;
   }
-  return 5;
+  return Errno.EIO;
 }
 
 export function describe(err: unknown): string {

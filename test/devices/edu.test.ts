@@ -5,6 +5,7 @@
 // the error bit for every fault the IOMMU model reports (Bus Master off, unmapped, read-only,
 // outside the buffer), the DMA mask, that DMA starts only after the register write's reply, and
 // reset.
+
 import t from "tap";
 import {
   DEFAULT_DMA_MASK,
@@ -22,6 +23,7 @@ import {
   Reg,
   Status,
 } from "../../devices/edu/index.ts";
+import { Errno } from "../../protocol/index.ts";
 import {
   type ClientMemory,
   type Clock,
@@ -152,11 +154,6 @@ function pattern(n: number, seed: number): Uint8Array {
   return out;
 }
 
-const ENOENT = 2;
-const EPERM = 1;
-const ENODEV = 19;
-const EINVAL = 22;
-
 t.test("identity: IDs, BAR0 of 1 MiB, INTx pin and a one-vector MSI capability", async (t) => {
   const h = await serve();
   const d = await h.client.regionRead(PciRegion.CONFIG, 0, 64);
@@ -194,7 +191,7 @@ t.test("liveness, access widths, unlisted offsets", async (t) => {
     () => 0,
     (e: { errno?: number }) => e.errno,
   );
-  t.equal(errno, EINVAL, "2-byte accesses are refused");
+  t.equal(errno, Errno.EINVAL, "2-byte accesses are refused");
   await h.close();
 });
 
@@ -326,7 +323,7 @@ for (const backing of ["fd", "message"] as const) {
       DmaCmd.IRQ | DmaCmd.ERROR,
       "Bus Master off: ERROR",
     );
-    t.equal(await h.r32(Reg.DMA_ERROR), ENODEV, "DMA_ERROR ENODEV");
+    t.equal(await h.r32(Reg.DMA_ERROR), Errno.ENODEV, "DMA_ERROR ENODEV");
     t.equal(h.dma.faultCounts["bus-master-off"], 1, "the IOMMU model's fault, counted");
     t.equal(await h.client.waitForInterrupt(fd!), 1, "the completion interrupt still comes");
     t.same(eduOf(h.device).buffer.subarray(0, 64), new Uint8Array(64), "nothing copied");
@@ -344,19 +341,19 @@ for (const backing of ["fd", "message"] as const) {
     t.same(eduOf(h.device).buffer.subarray(0, 64), new Uint8Array(64).fill(0xaa));
 
     t.equal(await transfer(h, 0x30_0000n, BigInt(DMA_BUFFER), 64, 0), DmaCmd.ERROR, "unmapped");
-    t.equal(await h.r32(Reg.DMA_ERROR), ENOENT);
+    t.equal(await h.r32(Reg.DMA_ERROR), Errno.ENOENT);
     t.equal(
       await transfer(h, BigInt(DMA_BUFFER), 0x20_0000n, 64, DmaCmd.TO_RAM),
       DmaCmd.TO_RAM | DmaCmd.ERROR,
       "a write to a read-only map",
     );
-    t.equal(await h.r32(Reg.DMA_ERROR), EPERM);
+    t.equal(await h.r32(Reg.DMA_ERROR), Errno.EPERM);
     t.equal(
       await transfer(h, RAM, BigInt(DMA_BUFFER + 0xf00), 0x200, 0),
       DmaCmd.ERROR,
       "beyond the end of the buffer",
     );
-    t.equal(await h.r32(Reg.DMA_ERROR), EINVAL);
+    t.equal(await h.r32(Reg.DMA_ERROR), Errno.EINVAL);
     t.equal(await transfer(h, RAM, 0x1000n, 16, 0), DmaCmd.ERROR, "not the buffer at all");
     t.equal(await transfer(h, RAM, BigInt(DMA_BUFFER), 4097, 0), DmaCmd.ERROR, "more than 4 KiB");
     t.equal(eduOf(h.device).stats.dmaErrors, 6);
@@ -377,7 +374,7 @@ t.test("the DMA mask drops address bits above it (28 bits by default)", async (t
   const wide = await serve({ options: { "dma-mask": "0xffffffffffffffff" } });
   await dmaSetup(wide, "fd");
   t.equal(await transfer(wide, (1n << 28n) | RAM, BigInt(DMA_BUFFER), 4, 0), DmaCmd.ERROR, "a 64-bit mask");
-  t.equal(await wide.r32(Reg.DMA_ERROR), ENOENT, "reaches the real (unmapped) address");
+  t.equal(await wide.r32(Reg.DMA_ERROR), Errno.ENOENT, "reaches the real (unmapped) address");
   await wide.close();
   const log = new SinkLogger(new MemorySink(), "debug");
   t.throws(

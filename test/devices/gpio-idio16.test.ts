@@ -4,6 +4,7 @@
 // client's INTx eventfd sees them, reset and disconnect, the Linux driver's own register sequence,
 // and the ways to drive the inputs from the server side (API, --set inputs, the control FIFO, the
 // `vfu` command line).
+
 import { spawn } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +20,7 @@ import {
   IrqStatus,
   Reg,
 } from "../../devices/gpio-idio16/index.ts";
+import { Errno } from "../../protocol/index.ts";
 import {
   createMemoryPair,
   type DeviceFactory,
@@ -40,7 +42,6 @@ import {
 } from "../../src/index.ts";
 import { startCliServer, waitFor } from "../helpers/cli-server.ts";
 
-const EINVAL = 22;
 const BAR = IDIO16_BAR;
 const _repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -264,10 +265,10 @@ for (const transport of ["memory", "socket"] as const) {
         t.equal(num(await h.client.regionRead(BAR, 0xfc, 4)), 0);
         await h.client.regionWrite(BAR, 0x10, le(0xffffffff, 4));
         t.equal(h.gpio.outputs, 0x77a5, "writes there change nothing");
-        t.equal(await errnoOf(h.client.regionRead(BAR, 0, 8)), EINVAL, "8-byte access refused");
-        t.equal(await errnoOf(h.client.regionRead(BAR, 0xff, 2)), EINVAL, "past the end refused");
-        t.equal(await errnoOf(h.client.regionWrite(BAR, 0x100, le(0, 1))), EINVAL);
-        t.equal(await errnoOf(h.client.regionRead(0, 0, 1)), EINVAL, "BAR0 does not exist");
+        t.equal(await errnoOf(h.client.regionRead(BAR, 0, 8)), Errno.EINVAL, "8-byte access refused");
+        t.equal(await errnoOf(h.client.regionRead(BAR, 0xff, 2)), Errno.EINVAL, "past the end refused");
+        t.equal(await errnoOf(h.client.regionWrite(BAR, 0x100, le(0, 1))), Errno.EINVAL);
+        t.equal(await errnoOf(h.client.regionRead(0, 0, 1)), Errno.EINVAL, "BAR0 does not exist");
       },
     );
 

@@ -1,25 +1,25 @@
 // Hostile DMA_MAP fds, through a real socket with real SCM_RIGHTS fds. Decisions (see
 // src/iommu/dma-fd-policy.ts):
-// - an fd that is not memory (socket, eventfd, directory, character device, O_PATH) is EINVAL;
+// - an fd that is not memory (socket, eventfd, directory, character device, O_PATH) is Errno.EINVAL;
 // - the server maps with the rights the fd carries and never reopens it for more: a read-only fd
-//   with a WRITE map, or a write-only fd, is EPERM; a read-only map of a read-only fd works, and a
+//   with a WRITE map, or a write-only fd, is Errno.EPERM; a read-only map of a read-only fd works, and a
 //   device write into it faults instead of reaching the file;
-// - an fd not sealed against shrinking (an unsealed memfd, a plain file) is EINVAL: a shrink after
+// - an fd not sealed against shrinking (an unsealed memfd, a plain file) is Errno.EINVAL: a shrink after
 //   the map would kill the server with SIGBUS, which Node cannot catch (the child-process test at
 //   the end shows exactly that when the check is switched off). A sealed memfd cannot be shrunk.
 // Every refused fd is closed by the server: the process's fd count returns to where it was.
+
 import { spawnSync } from "node:child_process";
 import { closeSync, ftruncateSync, openSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import t from "tap";
 import { native } from "../../native/index.ts";
+import { Errno } from "../../protocol/index.ts";
 import { Command, encodeDmaMap } from "../../src/index.ts";
 import { openFdCount } from "../../src/util/fds.ts";
 import { dmaStatus, errnoOf, RawClient, RW, startDma, startServer } from "./helpers.ts";
 
 const READ = 0x1;
-const EPERM = 1;
-const EINVAL = 22;
 const PAGE = 4096;
 const SIZE = 0x10000;
 
@@ -43,7 +43,7 @@ t.test("DMA_MAP with fds that are not memory is EINVAL and the fds are closed", 
   let iova = 0x100000n;
   for (const [what, fd] of cases) {
     const r = await c.request(Command.DMA_MAP, mapBody(iova), [fd]);
-    t.equal(errnoOf(r), EINVAL, `${what}: EINVAL`);
+    t.equal(errnoOf(r), Errno.EINVAL, `${what}: EINVAL`);
     iova += 0x100000n;
   }
   for (const [, fd] of cases) closeSync(fd);
@@ -71,12 +71,12 @@ t.test("read-only and write-only fds: the server gains no right the client did n
 
   t.equal(
     errnoOf(await c.request(Command.DMA_MAP, mapBody(0x100000n), [ro])),
-    EPERM,
+    Errno.EPERM,
     "read-only fd, WRITE map: EPERM",
   );
   t.equal(
     errnoOf(await c.request(Command.DMA_MAP, mapBody(0x100000n, READ), [wo])),
-    EPERM,
+    Errno.EPERM,
     "write-only fd: EPERM",
   );
   t.equal(
@@ -118,10 +118,10 @@ t.test("fds that could shrink under the server are refused; a sealed memfd canno
 
   t.equal(
     errnoOf(await c.request(Command.DMA_MAP, mapBody(0x100000n), [unsealed])),
-    EINVAL,
+    Errno.EINVAL,
     "unsealed memfd",
   );
-  t.equal(errnoOf(await c.request(Command.DMA_MAP, mapBody(0x100000n), [plain])), EINVAL, "plain file");
+  t.equal(errnoOf(await c.request(Command.DMA_MAP, mapBody(0x100000n), [plain])), Errno.EINVAL, "plain file");
   t.match(s.sink.text(), /F_SEAL_SHRINK/, "the log says why");
   t.equal(errnoOf(await c.request(Command.DMA_MAP, mapBody(0x100000n), [sealed])), 0, "sealed memfd");
   t.throws(() => ftruncateSync(sealed, PAGE), { code: "EPERM" }, "the client cannot shrink it");

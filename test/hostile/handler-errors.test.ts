@@ -1,12 +1,11 @@
-// A device model whose handlers throw or reject. The session answers each such command with EIO
+// A device model whose handlers throw or reject. The session answers each such command with Errno.EIO
 // (or the errno of a VfuError the model threw on purpose), logs an error line with the cause for
 // anything unexpected, and goes on; every other device in the process goes on too.
+
 import t from "tap";
+import { Errno } from "../../protocol/index.ts";
 import { Command, defineDevice, VfuError } from "../../src/index.ts";
 import { errnoOf, RawClient, scratchpad, startServer } from "./helpers.ts";
-
-const EIO = 5;
-const EBUSY = 16;
 
 const faulty = defineDevice({
   name: "faulty",
@@ -22,7 +21,7 @@ const faulty = defineDevice({
           read(offset) {
             if (offset === 0x0) throw new TypeError("a bug in the model's read handler");
             if (offset === 0x4) return Promise.reject(new Error("an async read that failed"));
-            if (offset === 0x8) throw new VfuError(EBUSY, "the model says busy");
+            if (offset === 0x8) throw new VfuError(Errno.EBUSY, "the model says busy");
             if (offset === 0xc) return Promise.resolve(0x1234);
             return 0x5a5a5a5a;
           },
@@ -53,12 +52,12 @@ t.test("throwing and rejecting handlers: EIO, an error log line, and everything 
     v.setUint32(12, 4, true);
     return errnoOf(await c.request(Command.REGION_READ, body));
   };
-  t.equal(await readErrno(0x0), EIO, "a read handler that throws: EIO");
-  t.equal(await readErrno(0x4), EIO, "a read handler that rejects: EIO");
-  t.equal(await readErrno(0x8), EBUSY, "a VfuError keeps its errno");
-  t.equal(await c.write32(0, 0x0, 1), EIO, "a write handler that throws: EIO");
-  t.equal(await c.write32(0, 0x4, 1), EIO, "a write handler that rejects: EIO");
-  t.equal(errnoOf(await c.request(Command.DEVICE_RESET, null)), EIO, "a reset that throws: EIO");
+  t.equal(await readErrno(0x0), Errno.EIO, "a read handler that throws: EIO");
+  t.equal(await readErrno(0x4), Errno.EIO, "a read handler that rejects: EIO");
+  t.equal(await readErrno(0x8), Errno.EBUSY, "a VfuError keeps its errno");
+  t.equal(await c.write32(0, 0x0, 1), Errno.EIO, "a write handler that throws: EIO");
+  t.equal(await c.write32(0, 0x4, 1), Errno.EIO, "a write handler that rejects: EIO");
+  t.equal(errnoOf(await c.request(Command.DEVICE_RESET, null)), Errno.EIO, "a reset that throws: EIO");
 
   const errors = s.sink.lines.filter((l) => l.level === "error").map((l) => l.line);
   t.ok(
@@ -78,7 +77,7 @@ t.test("throwing and rejecting handlers: EIO, an error log line, and everything 
 
   // The session goes on: good accesses work, interleaved with failing ones.
   t.equal(await c.read32(0, 0xc), 0x1234, "an async read that succeeds");
-  t.equal(await readErrno(0x0), EIO);
+  t.equal(await readErrno(0x0), Errno.EIO);
   t.equal(await c.read32(0, 0x10), 0x5a5a5a5a);
   t.equal(errnoOf(await c.request(Command.DEVICE_RESET, null)), 0, "the next reset works");
   // The other device never noticed.

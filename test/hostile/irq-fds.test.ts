@@ -1,14 +1,15 @@
 // Hostile SET_IRQS fds through a real socket: interrupt fds that are not eventfds, the wrong
-// number of fds, fds without DATA_EVENTFD, more fds than max_msg_fds. Each is EINVAL, every fd
+// number of fds, fds without DATA_EVENTFD, more fds than max_msg_fds. Each is Errno.EINVAL, every fd
 // that came is closed, and a correct SET_IRQS afterwards still delivers interrupts.
+
 import { closeSync, openSync } from "node:fs";
 import t from "tap";
 import { native } from "../../native/index.ts";
+import { Errno } from "../../protocol/index.ts";
 import { Command, encodeSetIrqs, IrqSetFlag } from "../../src/index.ts";
 import { openFdCount } from "../../src/util/fds.ts";
 import { errnoOf, RawClient, Reg, startServer } from "./helpers.ts";
 
-const EINVAL = 22;
 const TRIGGER_EVENTFD = IrqSetFlag.DATA_EVENTFD | IrqSetFlag.ACTION_TRIGGER;
 
 function setIrqs(flags: number, start: number, count: number, data: Uint8Array | null = null): Uint8Array {
@@ -53,7 +54,7 @@ t.test("SET_IRQS with fds that are not eventfds, or the wrong number of fds, is 
     ],
   ];
   for (const [what, body, fds] of cases) {
-    t.equal(errnoOf(await c.request(Command.DEVICE_SET_IRQS, body, fds)), EINVAL, `${what}: EINVAL`);
+    t.equal(errnoOf(await c.request(Command.DEVICE_SET_IRQS, body, fds)), Errno.EINVAL, `${what}: EINVAL`);
   }
   t.match(s.sink.text(), /must be an eventfd/, "the log names the problem");
 

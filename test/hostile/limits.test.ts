@@ -1,7 +1,9 @@
 // Hostile sizes through a real socket: transfer counts over max_data_xfer_size, a message over
 // the message size limit, a client that takes small transfers, and the DMA map table filled to
 // its 65,535 entries.
+
 import t from "tap";
+import { Errno } from "../../protocol/index.ts";
 import {
   Command,
   encodeDmaMap,
@@ -13,29 +15,25 @@ import {
 } from "../../src/index.ts";
 import { dmaStatus, errnoOf, RawClient, startDma, startServer } from "./helpers.ts";
 
-const EINVAL = 22;
-const E2BIG = 7;
-const ENOSPC = 28;
-
 t.test("counts over max_data_xfer_size are EINVAL and the session goes on", async (t) => {
   const s = startServer();
   t.teardown(() => s.close());
   const c = await RawClient.connect(s.path());
   const over = Limits.maxDataXferSize + 1;
   const read = await c.request(Command.REGION_READ, encodeRegionRead({ offset: 0n, region: 1, count: over }));
-  t.equal(errnoOf(read), EINVAL, "REGION_READ of max+1 bytes");
+  t.equal(errnoOf(read), Errno.EINVAL, "REGION_READ of max+1 bytes");
   const huge = await c.request(
     Command.REGION_READ,
     encodeRegionRead({ offset: 0n, region: 1, count: 0xffffffff }),
   );
-  t.equal(errnoOf(huge), EINVAL, "REGION_READ of 4 GiB - 1");
+  t.equal(errnoOf(huge), Errno.EINVAL, "REGION_READ of 4 GiB - 1");
   // A write of max+1 bytes still fits one message (16 + 16 + max+1 ≤ the message limit).
   const body = new Uint8Array(16 + over);
   const v = new DataView(body.buffer);
   v.setUint32(8, 1, true);
   v.setUint32(12, over, true);
   t.ok(HEADER_SIZE + body.length <= Limits.maxMessageSize);
-  t.equal(errnoOf(await c.request(Command.REGION_WRITE, body)), EINVAL, "REGION_WRITE of max+1 bytes");
+  t.equal(errnoOf(await c.request(Command.REGION_WRITE, body)), Errno.EINVAL, "REGION_WRITE of max+1 bytes");
   const mig = await c.request(Command.MIG_DATA_READ, encodeMigDataRead({ argsz: 8 + over, size: over }));
   t.not(errnoOf(mig), 0, "MIG_DATA_READ over the limit is refused");
   t.equal(await c.read32(0, 0), 0x56465531, "the session goes on");
@@ -49,7 +47,7 @@ t.test("a message over the size limit breaks the stream: E2BIG for its msg_id, t
   // The header alone condemns it: the server answers and closes without waiting for a body it
   // will never read (a client still pushing the body would see its send fail instead).
   const reply = await c.requestHeader(Command.REGION_WRITE, Limits.maxMessageSize + 1);
-  t.equal(errnoOf(reply), E2BIG);
+  t.equal(errnoOf(reply), Errno.E2BIG);
   await new Promise<void>((resolve) => {
     const poll = () => (c.closed ? resolve() : setTimeout(poll, 2));
     poll();
@@ -105,7 +103,7 @@ t.test("65,535 DMA maps, one more is ENOSPC, unmap-all empties the table", async
   t.equal(errnos.filter((e) => e !== 0).length, 0, "all 65,535 maps succeeded");
   t.equal(s.endpoints[0]!.session!.space.count, n);
   const one = encodeDmaMap({ argsz: 32, flags: 3, offset: 0n, addr: BigInt(n) * 0x1000n, size: 0x1000n });
-  t.equal(errnoOf(await c.request(Command.DMA_MAP, one)), ENOSPC, "map 65,536 is ENOSPC");
+  t.equal(errnoOf(await c.request(Command.DMA_MAP, one)), Errno.ENOSPC, "map 65,536 is ENOSPC");
   const all = encodeDmaUnmap({ argsz: 24, flags: 0x2, addr: 0n, size: 0n });
   t.equal(errnoOf(await c.request(Command.DMA_UNMAP, all)), 0, "unmap-all");
   t.equal(s.endpoints[0]!.session!.space.count, 0);

@@ -3,9 +3,11 @@
 // warning), and one that sends half a message and stalls (the server keeps serving its other
 // devices, refuses a second client on the busy device, and serves a later client once the staller
 // is gone, with the fds of the half message closed).
+
 import t from "tap";
 import { pl061 } from "../../devices/pl061/index.ts";
 import { native } from "../../native/index.ts";
+import { Errno } from "../../protocol/index.ts";
 import {
   Command,
   encodeDmaMap,
@@ -19,7 +21,6 @@ import {
 import { openFdCount } from "../../src/util/fds.ts";
 import { errnoOf, RawClient, scratchpad, startServer, waitFor } from "./helpers.ts";
 
-const EBUSY = 16;
 const MiB = 1024 * 1024;
 
 /** Send all of `bytes` on a non-blocking socket fd, waiting while the kernel buffer is full. */
@@ -108,7 +109,7 @@ t.test(
 
     // A second client on the stalled device is told it is busy.
     const second = RawClient.connect(s.path(0));
-    await t.rejects(second, /VERSION failed: 16/, `EBUSY (${EBUSY}) for the second client`);
+    await t.rejects(second, /VERSION failed: 16/, `EBUSY (${Errno.EBUSY}) for the second client`);
 
     // The staller leaves; the device serves the next client, and the half message's fd is closed.
     native.close(staller);

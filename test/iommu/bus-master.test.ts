@@ -6,7 +6,9 @@
 // The model is a small test-only PCI function with one DMA engine: it copies between client
 // memory and a 256-byte buffer, started by a register write and run after the write's reply (as a
 // device model must, see DESIGN.md §4).
+
 import t from "tap";
+import { Errno } from "../../protocol/index.ts";
 import {
   createMemoryPair,
   DeviceDma,
@@ -145,8 +147,6 @@ async function setup() {
   };
 }
 
-const ENODEV = 19;
-
 for (const backing of ["fd", "message"] as const) {
   t.test(`${backing}-backed client memory: DMA is refused while Bus Master is off`, async (t) => {
     const h = await setup();
@@ -159,9 +159,13 @@ for (const backing of ["fd", "message"] as const) {
     t.equal((await h.command()) & PciCommand.MASTER, 0, "Bus Master is off at power-on");
     t.equal(h.dma.gateOpen, false, "so the gate is closed");
 
-    t.same(await h.transfer(0x10080n, 4, Go.READ), [Status.FAULT, ENODEV], "a read faults, errno ENODEV");
+    t.same(
+      await h.transfer(0x10080n, 4, Go.READ),
+      [Status.FAULT, Errno.ENODEV],
+      "a read faults, errno ENODEV",
+    );
     t.equal(lastFaultKind, "bus-master-off", "with the fault kind bus-master-off");
-    t.same(await h.transfer(0x10000n, 4, Go.WRITE), [Status.FAULT, ENODEV], "a write faults too");
+    t.same(await h.transfer(0x10000n, 4, Go.WRITE), [Status.FAULT, Errno.ENODEV], "a write faults too");
     t.equal(h.dma.faultCounts["bus-master-off"], 2, "both counted");
     t.equal(h.dma.faults, 2, "and nothing else");
     t.match(h.sink.text(), /DMA fault \(bus-master-off\) at 0x10080\+4/, "and logged");
@@ -190,7 +194,7 @@ for (const backing of ["fd", "message"] as const) {
     await h.setCommand(PciCommand.MEMORY);
     t.same(
       await h.transfer(0x10080n, 4, Go.READ),
-      [Status.FAULT, ENODEV],
+      [Status.FAULT, Errno.ENODEV],
       "Bus Master cleared: refused again",
     );
     t.equal(h.dma.faultCounts["bus-master-off"], 5);
@@ -198,7 +202,11 @@ for (const backing of ["fd", "message"] as const) {
     await h.setCommand(PciCommand.MEMORY | PciCommand.MASTER);
     await h.client.reset();
     t.equal((await h.command()) & PciCommand.MASTER, 0, "DEVICE_RESET puts Command back to 0");
-    t.same(await h.transfer(0x10080n, 4, Go.READ), [Status.FAULT, ENODEV], "so DMA is refused after a reset");
+    t.same(
+      await h.transfer(0x10080n, 4, Go.READ),
+      [Status.FAULT, Errno.ENODEV],
+      "so DMA is refused after a reset",
+    );
     await h.close();
   });
 }

@@ -1,5 +1,9 @@
 // Shared set-up for the IOMMU tests: a device served over the in-memory pair with its DeviceDma
 // in the test's hands, and small address-space builders.
+import { U64_MAX } from "../../protocol/index.ts";
+
+export { U64_MAX };
+
 import { scratchpad } from "../../devices/scratchpad/index.ts";
 import {
   AddressSpace,
@@ -18,7 +22,6 @@ import type { MessagePort } from "../../src/iommu/backing.ts";
 
 export const RW = 3;
 export const RO = 1;
-export const U64_MAX = (1n << 64n) - 1n;
 
 export interface Harness {
   client: VfioUserClient;

@@ -22,7 +22,7 @@ import {
   silentLogger,
 } from "../../src/index.ts";
 import { DeviceDma } from "../../src/iommu/dma.ts";
-import { EINVAL, errnoOf, le, leNumber, type PciHarness, pciHarness } from "../fixtures/pci/harness.ts";
+import { Errno, errnoOf, le, leNumber, type PciHarness, pciHarness } from "../fixtures/pci/harness.ts";
 
 const EXPRESS = 0x6c;
 
@@ -80,7 +80,11 @@ t.test("the header reads as declared, in one bulk read and piecewise", async (t)
   ] as const) {
     t.equal(await h.cfgRead(off, size), leNumber(all.subarray(off, off + size)), `read ${size} at ${off}`);
   }
-  t.equal(await errnoOf(h.client.regionRead(PciRegion.CONFIG, 4095, 2)), EINVAL, "past the end: EINVAL");
+  t.equal(
+    await errnoOf(h.client.regionRead(PciRegion.CONFIG, 4095, 2)),
+    Errno.EINVAL,
+    "past the end: EINVAL",
+  );
 });
 
 t.test("read-only fields ignore writes; writable bits take them", async (t) => {
@@ -226,8 +230,16 @@ t.test("a 64-bit BAR's partner is no region of its own", async (t) => {
   for (let i = 0; i < 9; i++) sizes.push((await h.client.getRegionInfo(i)).size);
   t.same(sizes, [0x1000n, 32n, 0x10000n, 0n, 0x2000n, 0n, 2048n, 4096n, 0n]);
   for (const partner of [3, 5]) {
-    t.equal(await errnoOf(h.client.regionRead(partner, 0, 4)), EINVAL, `region ${partner} refuses reads`);
-    t.equal(await errnoOf(h.client.regionWrite32(partner, 0, 1)), EINVAL, `region ${partner} refuses writes`);
+    t.equal(
+      await errnoOf(h.client.regionRead(partner, 0, 4)),
+      Errno.EINVAL,
+      `region ${partner} refuses reads`,
+    );
+    t.equal(
+      await errnoOf(h.client.regionWrite32(partner, 0, 1)),
+      Errno.EINVAL,
+      `region ${partner} refuses writes`,
+    );
   }
   const ram = await h.client.getRegionInfo(2);
   t.ok(ram.flags & RegionFlag.MMAP && ram.fd !== null, "the RAM BAR offers an fd");
@@ -238,16 +250,16 @@ t.test("a 64-bit BAR's partner is no region of its own", async (t) => {
 t.test("BAR regions enforce their declared access widths", async (t) => {
   const h = await pciHarness();
   t.teardown(() => h.close());
-  t.equal(await errnoOf(h.client.regionRead(0, 0, 2)), EINVAL, "BAR0 takes 4-byte accesses only");
-  t.equal(await errnoOf(h.client.regionRead(0, 0x1000, 4)), EINVAL, "outside BAR0");
+  t.equal(await errnoOf(h.client.regionRead(0, 0, 2)), Errno.EINVAL, "BAR0 takes 4-byte accesses only");
+  t.equal(await errnoOf(h.client.regionRead(0, 0x1000, 4)), Errno.EINVAL, "outside BAR0");
   await h.client.regionWrite(1, 3, new Uint8Array([0xab]));
   t.same([...(await h.client.regionRead(1, 2, 2))], [0, 0xab], "I/O BAR: byte and word accesses");
-  t.equal(await errnoOf(h.client.regionRead(1, 0, 8)), EINVAL, "I/O BAR: no 8-byte access");
+  t.equal(await errnoOf(h.client.regionRead(1, 0, 8)), Errno.EINVAL, "I/O BAR: no 8-byte access");
   // BAR4: the device's part after the MSI-X structures takes 4/8 bytes; the framework checks it.
   await h.client.regionWrite(4, MSIX_BAR_SCRATCH, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
   t.same([...(await h.client.regionRead(4, MSIX_BAR_SCRATCH + 4, 4))], [5, 6, 7, 8]);
-  t.equal(await errnoOf(h.client.regionRead(4, MSIX_BAR_SCRATCH, 2)), EINVAL, "2 bytes refused");
-  t.equal(await errnoOf(h.client.regionRead(4, 0x7c, 8)), EINVAL, "straddling the table's end refused");
+  t.equal(await errnoOf(h.client.regionRead(4, MSIX_BAR_SCRATCH, 2)), Errno.EINVAL, "2 bytes refused");
+  t.equal(await errnoOf(h.client.regionRead(4, 0x7c, 8)), Errno.EINVAL, "straddling the table's end refused");
 });
 
 t.test("expansion ROM BAR with a ROM: sizing, enable bit, region 6", async (t) => {
@@ -275,7 +287,7 @@ t.test("expansion ROM BAR with a ROM: sizing, enable bit, region 6", async (t) =
   );
   t.equal(
     await errnoOf(h.client.regionWrite(PciRegion.ROM, 0, new Uint8Array(4))),
-    EINVAL,
+    Errno.EINVAL,
     "ROM is read-only",
   );
 });
@@ -289,7 +301,7 @@ t.test("expansion ROM BAR without a ROM reads 0, also after QEMU's probe (G18)",
   await h.cfgWrite(rom, 4, 0xffff_ffff);
   t.equal(await h.cfgRead(rom, 4), 0, "the enable bit is not even writable");
   t.equal((await h.client.getRegionInfo(PciRegion.ROM)).size, 0n, "region 6 has size 0");
-  t.equal(await errnoOf(h.client.regionRead(PciRegion.ROM, 0, 4)), EINVAL);
+  t.equal(await errnoOf(h.client.regionRead(PciRegion.ROM, 0, 4)), Errno.EINVAL);
 });
 
 const base: PciDeviceSpec = {

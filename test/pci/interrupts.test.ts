@@ -20,7 +20,7 @@ import {
   PciIrq,
   PciStatus,
 } from "../../src/index.ts";
-import { EINVAL, errnoOf, le, leNumber, type PciHarness, pciHarness, tick } from "../fixtures/pci/harness.ts";
+import { Errno, errnoOf, le, leNumber, type PciHarness, pciHarness, tick } from "../fixtures/pci/harness.ts";
 
 const MSI = 0x48;
 const MSI_CONTROL = MSI + 2;
@@ -261,7 +261,7 @@ t.test("GET_IRQ_INFO: five indices with QEMU-compatible flags", async (t) => {
   t.equal(info[0]!.flags, IrqInfoFlag.EVENTFD | IrqInfoFlag.MASKABLE | IrqInfoFlag.AUTOMASKED, "INTx");
   t.equal(info[2]!.flags & IrqInfoFlag.NORESIZE, 0, "MSI-X without NORESIZE");
   t.equal(info[3]!.flags, IrqInfoFlag.EVENTFD, "ERR");
-  t.equal(await errnoOf(h.client.getIrqInfo(5)), EINVAL, "index 5 does not exist");
+  t.equal(await errnoOf(h.client.getIrqInfo(5)), Errno.EINVAL, "index 5 does not exist");
 });
 
 t.test("INTx as QEMU with KVM wires it: trigger fd, MASK, resample fd, UNMASK", async (t) => {
@@ -387,7 +387,7 @@ t.test("invalid SET_IRQS forms get EINVAL and leak no fd", async (t) => {
     ["index 5", set(h, 5, TRIGGER_NONE, 0, 0)],
     ["a non-eventfd fd", set(h, PciIrq.MSIX, TRIGGER_EVENTFD, 0, 1, [memfd])],
   ];
-  for (const [what, p] of cases) t.equal(await errnoOf(p), EINVAL, what);
+  for (const [what, p] of cases) t.equal(await errnoOf(p), Errno.EINVAL, what);
   t.same(h.device.irqs.heldFds(), [], "the controller kept none of the fds");
   t.notOk(h.device.irqs.isEnabled(PciIrq.MSIX), "no failed call enabled an index");
 });
@@ -402,8 +402,11 @@ t.test("a function without INTx refuses an INTx trigger but accepts QEMU's disab
   });
   const h = await pciHarness(def);
   t.teardown(() => h.close());
-  t.equal(await errnoOf(set(h, PciIrq.INTX, TRIGGER_EVENTFD, 0, 1, [h.client.createEventfd()])), EINVAL);
+  t.equal(
+    await errnoOf(set(h, PciIrq.INTX, TRIGGER_EVENTFD, 0, 1, [h.client.createEventfd()])),
+    Errno.EINVAL,
+  );
   await set(h, PciIrq.INTX, TRIGGER_NONE, 0, 0);
-  t.equal(await errnoOf(set(h, PciIrq.MSIX, TRIGGER_EVENTFD, 0, 1)), EINVAL, "no MSI-X: count 0");
+  t.equal(await errnoOf(set(h, PciIrq.MSIX, TRIGGER_EVENTFD, 0, 1)), Errno.EINVAL, "no MSI-X: count 0");
   t.pass("disable of an unused index succeeds");
 });

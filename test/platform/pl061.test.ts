@@ -1,8 +1,10 @@
 // The PL061 GPIO end to end through the TypeScript client, over the in-memory pair and over a
 // real UNIX socket: what the device reports, its device-tree region, the address-masked data
 // register, interrupt detection and the interrupt line as the client's eventfd sees it.
+
 import t from "tap";
 import { ID_VALUES, type Pl061Behaviour, pl061, Reg } from "../../devices/pl061/index.ts";
+import { Errno } from "../../protocol/index.ts";
 import {
   DeviceFlag,
   describeDevice,
@@ -16,8 +18,6 @@ import {
   VfuRegionSubtype,
 } from "../../src/index.ts";
 import { errnoOf, type PlatformHarness, servePlatform, TRANSPORTS } from "./helpers.ts";
-
-const EINVAL = 22;
 
 type Harness = PlatformHarness<Pl061Behaviour>;
 
@@ -76,8 +76,8 @@ for (const transport of TRANSPORTS) {
         t.equal(VFU_REGION_TYPE, 0x8000_5646, "the documented type");
         t.equal(dt.fd, null);
 
-        t.equal(await errnoOf(h.client.getRegionInfo(2)), EINVAL, "no region 2");
-        t.equal(await errnoOf(h.client.regionWrite32(1, 0, 0)), EINVAL, "the DTS region is read-only");
+        t.equal(await errnoOf(h.client.getRegionInfo(2)), Errno.EINVAL, "no region 2");
+        t.equal(await errnoOf(h.client.regionWrite32(1, 0, 0)), Errno.EINVAL, "the DTS region is read-only");
 
         const irq = await h.client.getIrqInfo(0);
         t.equal(irq.count, 1);
@@ -86,7 +86,7 @@ for (const transport of TRANSPORTS) {
           IrqInfoFlag.EVENTFD | IrqInfoFlag.MASKABLE | IrqInfoFlag.AUTOMASKED,
           "a level line",
         );
-        t.equal(await errnoOf(h.client.getIrqInfo(1)), EINVAL, "no interrupt index 1");
+        t.equal(await errnoOf(h.client.getIrqInfo(1)), Errno.EINVAL, "no interrupt index 1");
       },
     );
 
@@ -179,16 +179,16 @@ for (const transport of TRANSPORTS) {
       t.teardown(h.close);
       const { client } = h;
       for (const n of [1, 2, 8]) {
-        t.equal(await errnoOf(client.regionRead(0, Reg.DIR, n)), EINVAL, `${n}-byte read`);
+        t.equal(await errnoOf(client.regionRead(0, Reg.DIR, n)), Errno.EINVAL, `${n}-byte read`);
         t.equal(
           await errnoOf(client.regionWrite(0, Reg.DIR, new Uint8Array(n).fill(0xff))),
-          EINVAL,
+          Errno.EINVAL,
           `${n}-byte write`,
         );
       }
-      t.equal(await errnoOf(client.regionRead(0, Reg.DIR + 2, 4)), EINVAL, "misaligned read");
-      t.equal(await errnoOf(client.regionWrite32(0, Reg.DIR + 1, 0xff)), EINVAL, "misaligned write");
-      t.equal(await errnoOf(client.regionRead(0, 0x1000, 4)), EINVAL, "past the end");
+      t.equal(await errnoOf(client.regionRead(0, Reg.DIR + 2, 4)), Errno.EINVAL, "misaligned read");
+      t.equal(await errnoOf(client.regionWrite32(0, Reg.DIR + 1, 0xff)), Errno.EINVAL, "misaligned write");
+      t.equal(await errnoOf(client.regionRead(0, 0x1000, 4)), Errno.EINVAL, "past the end");
       t.equal(await client.regionRead32(0, Reg.DIR), 0, "nothing refused reached the register");
     });
 

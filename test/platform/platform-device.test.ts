@@ -1,10 +1,12 @@
 // The platform layer on its own: what definePlatformDevice builds from a declaration (regions,
 // interrupt lines, the device-tree region and its TYPE capability), the checks it makes, the
 // device-tree description and its DTS rendering (compiled by dtc when the machine has it).
+
 import { spawnSync } from "node:child_process";
 import t from "tap";
 import { pl061 } from "../../devices/pl061/index.ts";
 import { scratchpad } from "../../devices/scratchpad/index.ts";
+import { Errno } from "../../protocol/index.ts";
 import {
   createMemoryPair,
   Device,
@@ -28,8 +30,6 @@ import {
   VfuRegionSubtype,
 } from "../../src/index.ts";
 import { errnoOf, servePlatform, TRANSPORTS } from "./helpers.ts";
-
-const EINVAL = 22;
 
 // These devices never do DMA: nothing behind the port is reached.
 const setup: DeviceSetup = { log: silentLogger, dma: {} as DeviceSetup["dma"] };
@@ -119,7 +119,7 @@ t.test("a plain Device built from the definition (what `vfu serve` does) serves 
   ]);
   const bytes = await dev.read(1, 0n, dev.region(1)!.size);
   t.equal(new TextDecoder().decode(bytes), pl061.dts);
-  t.equal(await errnoOf((async () => dev.write(1, 0n, new Uint8Array(4)))()), EINVAL, "read-only");
+  t.equal(await errnoOf((async () => dev.write(1, 0n, new Uint8Array(4)))()), Errno.EINVAL, "read-only");
 });
 
 t.test("the DTS renders every property kind, the lines and the clocks", async (t) => {
@@ -276,9 +276,9 @@ for (const transport of TRANSPORTS) {
 
     await client.regionWrite(0, 2, new Uint8Array([0x34, 0x12]));
     t.same([...(await client.regionRead(0, 2, 2))], [0x34, 0x12], "a declared 2-byte access, aligned");
-    t.equal(await errnoOf(client.regionRead(0, 1, 2)), EINVAL, "a 2-byte access at an odd offset");
-    t.equal(await errnoOf(client.regionRead(0, 2, 4)), EINVAL, "a 4-byte access at offset 2");
-    t.equal(await errnoOf(client.regionRead(0, 0, 8)), EINVAL, "an undeclared width");
+    t.equal(await errnoOf(client.regionRead(0, 1, 2)), Errno.EINVAL, "a 2-byte access at an odd offset");
+    t.equal(await errnoOf(client.regionRead(0, 2, 4)), Errno.EINVAL, "a 4-byte access at offset 2");
+    t.equal(await errnoOf(client.regionRead(0, 0, 8)), Errno.EINVAL, "an undeclared width");
     t.equal((await client.regionRead(0, 3, 1)).length, 1, "bytes go anywhere");
   });
 }

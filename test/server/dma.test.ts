@@ -1,13 +1,14 @@
 // DMA_MAP and DMA_UNMAP through the client: shared memory both ways, and every refusal's errno.
+
 import t from "tap";
 import { Reg } from "../../devices/scratchpad/index.ts";
 import { native } from "../../native/index.ts";
+import { U64_MAX } from "../../protocol/index.ts";
 import { Command, DmaMapFlag, DmaUnmapFlag, encodeDmaMap, encodeDmaUnmap } from "../../src/index.ts";
 import { openFdCount } from "../../src/util/fds.ts";
 import { memoryHarness, rawRequest, replyErrno, settle } from "../helpers/harness.ts";
 
 const RW = DmaMapFlag.READ | DmaMapFlag.WRITE;
-const U64_MAX = (1n << 64n) - 1n;
 
 async function dmaThroughDevice(
   h: Awaited<ReturnType<typeof memoryHarness>>,

@@ -5,6 +5,7 @@ import {
   decodeDeviceReset,
   decodeRegionInfo,
   decodeRegionIoFds,
+  Errno,
   encodeDeviceInfo,
   encodeRegionCacheCap,
   encodeRegionInfoReply,
@@ -18,7 +19,6 @@ import { VfuError } from "../../util/errors.ts";
 import type { HandlerResult } from "../dispatch.ts";
 import type { Session } from "../session.ts";
 
-const EINVAL = 22;
 const DEVICE_INFO_SIZE = 16;
 const REGION_INFO_SIZE = 32;
 const IO_FDS_HEAD_SIZE = 16;
@@ -27,7 +27,7 @@ export function handleDeviceGetInfo(s: Session, frame: ReceivedFrame): HandlerRe
   const req = decodeDeviceInfo(frame.body);
   if (req.argsz < DEVICE_INFO_SIZE) {
     throw new VfuError(
-      EINVAL,
+      Errno.EINVAL,
       `DEVICE_GET_INFO argsz ${req.argsz} is smaller than the ${DEVICE_INFO_SIZE}-byte reply`,
     );
   }
@@ -45,12 +45,15 @@ export function handleRegionInfo(s: Session, frame: ReceivedFrame): HandlerResul
   const req = decodeRegionInfo(frame.body);
   if (req.argsz < REGION_INFO_SIZE) {
     throw new VfuError(
-      EINVAL,
+      Errno.EINVAL,
       `DEVICE_GET_REGION_INFO argsz ${req.argsz} is smaller than ${REGION_INFO_SIZE}`,
     );
   }
   if (req.index >= s.device.numRegions) {
-    throw new VfuError(EINVAL, `region ${req.index} does not exist (the device has ${s.device.numRegions})`);
+    throw new VfuError(
+      Errno.EINVAL,
+      `region ${req.index} does not exist (the device has ${s.device.numRegions})`,
+    );
   }
   const region = s.device.region(req.index);
   if (!region || region.size === 0) {
@@ -114,13 +117,14 @@ export function handleRegionIoFds(s: Session, frame: ReceivedFrame): HandlerResu
   const req = decodeRegionIoFds(frame.body);
   if (req.argsz < IO_FDS_HEAD_SIZE) {
     throw new VfuError(
-      EINVAL,
+      Errno.EINVAL,
       `DEVICE_GET_REGION_IO_FDS argsz ${req.argsz} is smaller than ${IO_FDS_HEAD_SIZE}`,
     );
   }
   if (req.flags !== 0 || req.count !== 0)
-    throw new VfuError(EINVAL, "DEVICE_GET_REGION_IO_FDS flags and count must be 0");
-  if (req.index >= s.device.numRegions) throw new VfuError(EINVAL, `region ${req.index} does not exist`);
+    throw new VfuError(Errno.EINVAL, "DEVICE_GET_REGION_IO_FDS flags and count must be 0");
+  if (req.index >= s.device.numRegions)
+    throw new VfuError(Errno.EINVAL, `region ${req.index} does not exist`);
   // No region of ours offers ioeventfds: an empty list tells the client to use messages.
   return {
     body: encodeRegionIoFdsReply(

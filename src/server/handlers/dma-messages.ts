@@ -8,6 +8,7 @@ import {
   type DmaLayout,
   decodeDmaReadReply,
   decodeDmaWriteReply,
+  Errno,
   encodeDmaRead,
   encodeDmaWrite,
 } from "../../../protocol/index.ts";
@@ -34,7 +35,10 @@ export function createMessagePort(s: Session): MessagePort {
         );
         const r = decodeDmaReadReply(reply.body, s.options.dmaLayout);
         if (r.addr !== addr || r.count !== n || !r.data || r.data.length !== n) {
-          throw new VfuError(5, `DMA_READ reply does not match the request (0x${addr.toString(16)}+${n})`);
+          throw new VfuError(
+            Errno.EIO,
+            `DMA_READ reply does not match the request (0x${addr.toString(16)}+${n})`,
+          );
         }
         out.set(r.data, done);
         done += n;
@@ -53,7 +57,10 @@ export function createMessagePort(s: Session): MessagePort {
         const reply = await s.request(Command.DMA_WRITE, body);
         const r = decodeDmaWriteReply(reply.body, s.options.dmaLayout);
         if (r && (r.addr !== addr || r.count !== n)) {
-          throw new VfuError(5, `DMA_WRITE reply does not match the request (0x${addr.toString(16)}+${n})`);
+          throw new VfuError(
+            Errno.EIO,
+            `DMA_WRITE reply does not match the request (0x${addr.toString(16)}+${n})`,
+          );
         }
         done += n;
       }

@@ -12,6 +12,7 @@ import {
   checkRegionWriteMulti,
   decodeRegionRead,
   decodeRegionWrite,
+  Errno,
   encodeRegionReadReplyMessage,
   encodeRegionWriteMultiReply,
   encodeRegionWriteReplyMessage,
@@ -32,11 +33,12 @@ import type { HandlerResult } from "../dispatch.ts";
 import { Limits } from "../limits.ts";
 import type { Session } from "../session.ts";
 
-const EINVAL = 22;
-
 function checkCount(count: number, what: string): void {
   if (count > Limits.maxDataXferSize) {
-    throw new VfuError(EINVAL, `${what} count ${count} is over max_data_xfer_size ${Limits.maxDataXferSize}`);
+    throw new VfuError(
+      Errno.EINVAL,
+      `${what} count ${count} is over max_data_xfer_size ${Limits.maxDataXferSize}`,
+    );
   }
 }
 
@@ -113,7 +115,8 @@ export function handleRegionWriteMulti(
   s: Session,
   frame: ReceivedFrame,
 ): HandlerResult | Promise<HandlerResult> {
-  if (!s.options.writeMultiple) throw new VfuError(EINVAL, "REGION_WRITE_MULTI was not offered in VERSION");
+  if (!s.options.writeMultiple)
+    throw new VfuError(Errno.EINVAL, "REGION_WRITE_MULTI was not offered in VERSION");
   const body = frame.body;
   const n = checkRegionWriteMulti(body);
   const device = s.device;

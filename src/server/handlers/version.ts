@@ -2,6 +2,7 @@
 // limits as compact JSON, never with fds and never with twin_socket (QEMU supports neither).
 import {
   decodeVersion,
+  Errno,
   encodeVersion,
   formatCapabilities,
   parseCapabilities,
@@ -12,18 +13,16 @@ import type { HandlerResult } from "../dispatch.ts";
 import { Limits } from "../limits.ts";
 import type { Session } from "../session.ts";
 
-const EINVAL = 22;
-
 export function handleVersion(s: Session, frame: ReceivedFrame): HandlerResult {
-  if (s.negotiated) throw new VfuError(EINVAL, "VERSION was already negotiated on this connection");
+  if (s.negotiated) throw new VfuError(Errno.EINVAL, "VERSION was already negotiated on this connection");
   const v = decodeVersion(frame.body);
   if (v.major !== 0)
-    throw new VfuError(EINVAL, `protocol major version ${v.major} is not supported (we speak 0)`);
+    throw new VfuError(Errno.EINVAL, `protocol major version ${v.major} is not supported (we speak 0)`);
   const caps = parseCapabilities(v.json);
   if (caps.maxMsgFds > Limits.maxClientMsgFds) {
-    throw new VfuError(EINVAL, `max_msg_fds ${caps.maxMsgFds} is over ${Limits.maxClientMsgFds}`);
+    throw new VfuError(Errno.EINVAL, `max_msg_fds ${caps.maxMsgFds} is over ${Limits.maxClientMsgFds}`);
   }
-  if (caps.maxDataXferSize < 1) throw new VfuError(EINVAL, "max_data_xfer_size must be at least 1");
+  if (caps.maxDataXferSize < 1) throw new VfuError(Errno.EINVAL, "max_data_xfer_size must be at least 1");
   s.clientCaps = caps;
   const json = formatCapabilities({
     maxMsgFds: Limits.maxMsgFds,
