@@ -14,19 +14,15 @@ export { CombiningWriter } from "./client/combining-writer.ts";
 export {
   type Bus,
   type Clock,
-  Device,
   type DeviceBehaviour,
   type DeviceContext,
   type DeviceDefinition,
-  type DeviceModel,
-  type DeviceSetup,
   defineDevice,
   type IrqApi,
-  type OptionSpec,
-  resolveOptions,
-  type WriteCombineStats,
-} from "./device/device.ts";
+} from "./device/definition.ts";
+export { Device, type DeviceModel, type DeviceSetup, type WriteCombineStats } from "./device/device.ts";
 export { IrqController, type IrqKind, type IrqSpec, type VectorCounters } from "./device/irq.ts";
+export { type OptionSpec, resolveOptions } from "./device/options.ts";
 export {
   CACHE_ATTRS,
   type CacheAttr,

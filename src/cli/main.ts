@@ -1,6 +1,7 @@
 // `vfu`: the command line. See args.ts for the grammar and the help texts.
 import { deviceModels, findDeviceModel } from "../../devices/index.ts";
-import { Device, type OptionSpec, resolveOptions } from "../device/device.ts";
+import { Device } from "../device/device.ts";
+import { type OptionSpec, resolveOptions } from "../device/options.ts";
 import { formatDescriptionJson, renderDts } from "../platform/device-tree.ts";
 import { describeDevice } from "../platform/platform-device.ts";
 import { Server } from "../server/server.ts";

@@ -15,7 +15,7 @@
 // the vfio error and request notifiers (one eventfd each). Eventfd delivery, SET_IRQS masking and
 // per-vector counters live in the IrqController (src/device/irq.ts).
 import { PciIrq } from "../../protocol/index.ts";
-import type { IrqApi } from "../device/device.ts";
+import type { IrqApi } from "../device/definition.ts";
 import type { Msi } from "./capabilities/msi.ts";
 import type { Msix } from "./capabilities/msix.ts";
 import type { ConfigSpace } from "./config-space.ts";

@@ -13,16 +13,11 @@
 // `create(ctx)` gets a PCI context: `ctx.irq` routes vectors (interrupts.ts), `ctx.pci` is the
 // function (config space, power state, error reporting), `ctx.bar(n)` the BAR's region; it returns
 // the BAR handlers and a reset(kind). `PciDevice` is a Device that also exposes its PciFunction.
-import type {
-  Clock,
-  DeviceBehaviour,
-  DeviceContext,
-  DeviceDefinition,
-  DeviceSetup,
-  OptionSpec,
-} from "../device/device.ts";
-import { Device, defineDevice, resolveOptions } from "../device/device.ts";
+import type { Clock, DeviceBehaviour, DeviceContext, DeviceDefinition } from "../device/definition.ts";
+import { defineDevice } from "../device/definition.ts";
+import { Device, type DeviceSetup } from "../device/device.ts";
 import type { IrqSpec } from "../device/irq.ts";
+import { type OptionSpec, resolveOptions } from "../device/options.ts";
 import type { Region, RegionHandlers } from "../device/region.ts";
 import type { DmaApi } from "../iommu/dma.ts";
 import type { Logger } from "../util/log.ts";

@@ -17,7 +17,7 @@
 // Express capability ("flr"), leaving D3hot without No_Soft_Reset ("power"). The client's
 // eventfd bindings (SET_IRQS) are the client's and survive an FLR or a power-state reset.
 import { Errno, PciIrq, PciRegion } from "../../protocol/index.ts";
-import type { DeviceBehaviour, DeviceContext } from "../device/device.ts";
+import type { DeviceBehaviour, DeviceContext } from "../device/definition.ts";
 import type { RegionHandlers } from "../device/region.ts";
 import { toBytes } from "../device/region.ts";
 import type { DeviceDma } from "../iommu/dma.ts";

@@ -17,15 +17,14 @@
 import type { RegionCap } from "../../protocol/index.ts";
 import { Errno, RegionCapId } from "../../protocol/index.ts";
 import {
-  Device,
   type DeviceBehaviour,
   type DeviceContext,
   type DeviceDefinition,
-  type DeviceSetup,
   defineDevice,
-  type OptionSpec,
-} from "../device/device.ts";
+} from "../device/definition.ts";
+import { Device, type DeviceSetup } from "../device/device.ts";
 import type { IrqKind, IrqSpec } from "../device/irq.ts";
+import type { OptionSpec } from "../device/options.ts";
 import type { RegionHandlers, RegionSpec } from "../device/region.ts";
 import { VfuError } from "../util/errors.ts";
 import {
