@@ -30,6 +30,7 @@ import type { DeviceModel } from "../device/device.ts";
 import { AddressSpace } from "../iommu/address-space.ts";
 import type { DeviceDma } from "../iommu/dma.ts";
 import type { Connection, ReceivedFrame } from "../transport/connection.ts";
+import { RequestEngine } from "../transport/request-engine.ts";
 import { describe, errnoOf, VfuError } from "../util/errors.ts";
 import { closeFds } from "../util/fds.ts";
 import type { Logger } from "../util/log.ts";
@@ -55,13 +56,6 @@ export interface SessionOptions {
   mmap?: boolean;
 }
 
-interface PendingRequest {
-  command: number;
-  resolve(frame: ReceivedFrame): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
-
 export class Session {
   readonly conn: Connection;
   readonly device: DeviceModel;
@@ -72,9 +66,9 @@ export class Session {
   clientCaps: Capabilities | null = null;
   /** Commands waiting their turn, and BATCH_END marks where a transport batch ended. */
   readonly #queue: (ReceivedFrame | typeof BATCH_END)[] = [];
-  readonly #pending = new Map<number, PendingRequest>();
+  /** Our requests to the client (DMA_READ/DMA_WRITE), matched to its replies. */
+  readonly #requests: RequestEngine;
   #processing = false;
-  #nextMsgId = 0;
   #closing = false;
   #idle: (() => void) | null = null;
   readonly ended: Promise<void>;
@@ -92,6 +86,13 @@ export class Session {
     });
     this.space.messages = createMessagePort(this);
     options.dma.attach(this.space);
+    this.#requests = new RequestEngine(conn, {
+      timeoutMs: Limits.requestTimeoutMs,
+      log: options.log,
+      onSend: options.verbose
+        ? (msgId, command, bytes) => this.log.debug(`=> ${commandName(command)} id=${msgId} size=${bytes}`)
+        : undefined,
+    });
     this.ended = new Promise((resolve) => {
       this.#resolveEnded = resolve;
     });
@@ -118,7 +119,7 @@ export class Session {
       return;
     }
     if ((frame.header.flags & HeaderFlag.TYPE_MASK) === HeaderFlag.REPLY) {
-      this.#onReply(frame);
+      this.#requests.handleReply(frame);
       return;
     }
     if (!this.#processing) {
@@ -284,60 +285,12 @@ export class Session {
 
   // ---- server-to-client requests -------------------------------------------------------------
 
-  /** Send a command to the client and wait for its reply (matched by msg_id). Rejects with
-   * VfuError(errno) on an error reply, ETIMEDOUT after the request timeout, ENOTCONN on close. */
+  /** Send a command to the client and wait for its reply (see request-engine.ts). Rejects with
+   * a RequestError (a VfuError) carrying the errno of an error reply, ETIMEDOUT after the request
+   * timeout, ENOTCONN on close. */
   request(command: number, body: Uint8Array): Promise<ReceivedFrame> {
-    if (this.#closing || this.conn.closed) {
-      return Promise.reject(new VfuError(Errno.ENOTCONN, "the client is gone"));
-    }
-    let msgId = this.#nextMsgId;
-    // msg_ids wrap at 16 bits; skip ids still waiting for a reply.
-    for (let tries = 0; this.#pending.has(msgId) && tries < 0x10000; tries++) msgId = (msgId + 1) & 0xffff;
-    if (this.#pending.has(msgId))
-      return Promise.reject(new VfuError(Errno.EBUSY, "65,536 requests already outstanding"));
-    this.#nextMsgId = (msgId + 1) & 0xffff;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(msgId);
-        reject(
-          new VfuError(
-            Errno.ETIMEDOUT,
-            `${commandName(command)} id=${msgId}: no reply within ${Limits.requestTimeoutMs} ms`,
-          ),
-        );
-      }, Limits.requestTimeoutMs);
-      this.#pending.set(msgId, { command, resolve, reject, timer });
-      if (this.options.verbose)
-        this.log.debug(`=> ${commandName(command)} id=${msgId} size=${16 + body.length}`);
-      this.conn.send(encodeMessage({ msgId, command, flags: HeaderFlag.COMMAND }, body));
-    });
-  }
-
-  #onReply(frame: ReceivedFrame): void {
-    const { header } = frame;
-    const p = this.#pending.get(header.msgId);
-    if (!p || p.command !== header.command) {
-      closeFds(frame.fds);
-      this.log.warn(`unexpected reply ${commandName(header.command)} id=${header.msgId}: dropped`);
-      return;
-    }
-    this.#pending.delete(header.msgId);
-    clearTimeout(p.timer);
-    if (frame.fds.length > 0) {
-      closeFds(frame.fds);
-      p.reject(new VfuError(Errno.EINVAL, `reply to ${commandName(header.command)} carried fds`));
-      return;
-    }
-    if (header.flags & HeaderFlag.ERROR) {
-      p.reject(
-        new VfuError(
-          header.error || Errno.EIO,
-          `client answered ${commandName(header.command)} with ${errnoName(header.error)}`,
-        ),
-      );
-      return;
-    }
-    p.resolve(frame);
+    if (this.#closing) return Promise.reject(new VfuError(Errno.ENOTCONN, "the client is gone"));
+    return this.#requests.request(command, body);
   }
 
   // ---- teardown ------------------------------------------------------------------------------
@@ -353,11 +306,7 @@ export class Session {
   }
 
   async #teardown(): Promise<void> {
-    for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new VfuError(Errno.ENOTCONN, "the client disconnected"));
-    }
-    this.#pending.clear();
+    this.#requests.close("the client disconnected");
     for (const f of this.#queue) if (f !== BATCH_END) closeFds(f.fds);
     this.#queue.length = 0;
     if (this.#processing) {
