@@ -20,3 +20,4 @@ export * from "./messages/region-io-fds.ts";
 export * from "./messages/reset.ts";
 export * from "./messages/version.ts";
 export * from "./messages/write-multi.ts";
+export * from "./pci-config.ts";

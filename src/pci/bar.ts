@@ -12,17 +12,12 @@
 //
 // BAR n is vfio region n, the ROM is region 6, the config space region 7 (vfio's PCI layout). Every
 // declaration error is thrown by `layoutBars` when the device is defined, naming the BAR.
+import { BarBits } from "../../protocol/index.ts";
 import type { CacheAttr, MmapAreaSpec, RegionSpec } from "../device/region.ts";
 import type { ConfigSpace } from "./config-space.ts";
 import { PciHeader } from "./header.ts";
 
-/** Type bits of a BAR register. */
-export const BarBits = {
-  IO: 0x1, //            RO  I/O space BAR
-  MEM_TYPE_64: 0x4, //   RO  memory BAR with a 64-bit address (bits 2:1 = 10b)
-  PREFETCH: 0x8, //      RO  prefetchable memory
-  ROM_ENABLE: 0x1, //    RW  (ROM BAR) address decode enable
-} as const;
+export { BarBits };
 
 export interface BarSpec {
   /** BAR number 0-5; default: the next free one (a 64-bit BAR takes the next even pair). */

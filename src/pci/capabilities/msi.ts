@@ -9,30 +9,10 @@
 //   client bound to the vector with SET_IRQS (index MSI). QEMU answers guest reads of this
 //   capability from its own copy but forwards every write, so enable and mask state here follow
 //   the guest.
+import { MsiCap, MsiControl } from "../../../protocol/index.ts";
 import type { ConfigSpace } from "../config-space.ts";
 
-/** Register offsets inside the capability (layout depends on 64-bit and per-vector masking). */
-export const MsiCap = {
-  ID: 0x05, //             capability ID
-  CONTROL: 0x02, //        RW  Message Control (u16, bits in MsiControl)
-  ADDRESS_LO: 0x04, //     RW  Message Address (u32, bits 1:0 RO 0)
-  ADDRESS_HI: 0x08, //     RW  Message Upper Address (u32, 64-bit only)
-  DATA_32: 0x08, //        RW  Message Data (u16), 32-bit layout
-  DATA_64: 0x0c, //        RW  Message Data (u16), 64-bit layout
-  MASK_32: 0x0c, //        RW  Mask Bits (u32), 32-bit layout
-  PENDING_32: 0x10, //     RO  Pending Bits (u32), 32-bit layout
-  MASK_64: 0x10, //        RW  Mask Bits (u32), 64-bit layout
-  PENDING_64: 0x14, //     RO  Pending Bits (u32), 64-bit layout
-} as const;
-
-/** Bits of Message Control. */
-export const MsiControl = {
-  ENABLE: 0x0001, //            RW  MSI Enable
-  MMC_MASK: 0x000e, //          RO  Multiple Message Capable: log2(vectors) in bits 3:1
-  MME_MASK: 0x0070, //          RW  Multiple Message Enable: log2(allocated) in bits 6:4
-  ADDR64: 0x0080, //            RO  64-bit address capable
-  PER_VECTOR_MASK: 0x0100, //   RO  per-vector masking capable
-} as const;
+export { MsiCap, MsiControl };
 
 export interface MsiSpec {
   /** Vectors the function can use (Multiple Message Capable): 1, 2, 4, 8, 16 or 32. */

@@ -12,34 +12,10 @@
 // - Table accesses may have any width and alignment inside the table; PBA writes are ignored.
 // - Message address/data are the client's business: delivery is the eventfd bound to the vector
 //   with SET_IRQS (index MSIX).
+import { MSIX_ENTRY_MASKED, MsixCap, MsixControl, MsixEntry } from "../../../protocol/index.ts";
 import type { ConfigSpace } from "../config-space.ts";
 
-/** Register offsets inside the capability. */
-export const MsixCap = {
-  ID: 0x11, //       capability ID
-  CONTROL: 0x02, //  RW  Message Control (u16, bits in MsixControl)
-  TABLE: 0x04, //    RO  Table Offset (31:3) | Table BIR (2:0)
-  PBA: 0x08, //      RO  PBA Offset (31:3) | PBA BIR (2:0)
-  SIZE: 12,
-} as const;
-
-/** Bits of Message Control. */
-export const MsixControl = {
-  TABLE_SIZE_MASK: 0x07ff, //  RO  Table Size - 1
-  FUNCTION_MASK: 0x4000, //    RW  Function Mask: every vector masked
-  ENABLE: 0x8000, //           RW  MSI-X Enable
-} as const;
-
-/** One table entry (16 bytes). */
-export const MsixEntry = {
-  ADDRESS_LO: 0x0, //      RW  Message Address (bits 1:0 RO 0)
-  ADDRESS_HI: 0x4, //      RW  Message Upper Address
-  DATA: 0x8, //            RW  Message Data
-  VECTOR_CONTROL: 0xc, //  RW  bit 0: Mask (1 at reset); other bits RO 0
-  SIZE: 16,
-} as const;
-
-export const MSIX_ENTRY_MASKED = 0x1;
+export { MSIX_ENTRY_MASKED, MsixCap, MsixControl, MsixEntry };
 
 export interface MsixSpec {
   /** Table size: 1-2048 vectors. */
