@@ -4,10 +4,17 @@
 export { MAX_MAP_LENGTH } from "../native/index.ts";
 export * from "../protocol/index.ts";
 export {
+  type BarKind,
+  type BarSizing,
+  ClientDefaults,
   ClientError,
   type ClientMemory,
   type ClientOptions,
+  type DmaMapRequest,
+  type MsiVectors,
+  type PciCapability,
   type RegionInfoResult,
+  RegionMapping,
   VfioUserClient,
 } from "./client/client.ts";
 export { CombiningWriter } from "./client/combining-writer.ts";
@@ -116,6 +123,7 @@ export {
 export type { Session } from "./server/session.ts";
 export type { Connection, ReceivedFrame } from "./transport/connection.ts";
 export { createMemoryPair, MemoryConnection } from "./transport/memory-pair.ts";
+export { RequestError, RequestLimits } from "./transport/request-engine.ts";
 export { ControlFifo, openControlChannel } from "./util/control-fifo.ts";
 export { VfuError } from "./util/errors.ts";
 export { type Logger, MemorySink, SinkLogger, silentLogger, stderrLogger } from "./util/log.ts";

@@ -1,6 +1,8 @@
 // Every limit the server enforces lives here, each with the reason for its value. Tests at
 // test/server/limits.test.ts exercise each boundary (at the limit: accepted; one over: refused).
 
+import { RequestLimits } from "../transport/request-engine.ts";
+
 const MiB = 1024 * 1024;
 
 export const Limits = {
@@ -25,9 +27,9 @@ export const Limits = {
   maxQueuedReplyBytes: 16 * MiB,
   /** Commands received but not yet processed before we stop reading the socket (back-pressure). */
   maxQueuedCommands: 256,
-  /** How long a server-to-client request (DMA_READ/DMA_WRITE) may wait for its reply. QEMU's own
-   * per-request timeout is 5 s; waiting as long keeps the two sides' notion of failure aligned. */
-  requestTimeoutMs: 5000,
+  /** How long a server-to-client request (DMA_READ/DMA_WRITE) may wait for its reply: the request
+   * engine's timeout (QEMU's own, 5 s; see RequestLimits in src/transport/request-engine.ts). */
+  requestTimeoutMs: RequestLimits.timeoutMs,
   /** A connection that sends nothing for its first message within this time is closed (a second
    * client waiting for the busy answer, or a half-open probe). */
   negotiationTimeoutMs: 10000,

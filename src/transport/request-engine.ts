@@ -32,6 +32,9 @@ import type { Logger } from "../util/log.ts";
 import type { Connection, ReceivedFrame } from "./connection.ts";
 
 export const RequestLimits = {
+  /** How long a request waits for its reply unless its engine is told otherwise. QEMU's own
+   * per-request timeout is 5 s; waiting as long keeps the two sides' notion of failure aligned. */
+  timeoutMs: 5000,
   /** msg_id is a 16-bit header field. */
   msgIdSpace: 0x10000,
   /** Requests one engine may have waiting for replies. Half the id space keeps id allocation at
