@@ -6,6 +6,8 @@ import {
   createMemoryPair,
   Device,
   defineDevice,
+  Errno,
+  encodeMessage,
   encodeRegionRead,
   encodeVersion,
   HeaderFlag,
@@ -143,4 +145,24 @@ t.test("replies to posted commands are never sent, even for commands that succee
   await h.client.getDeviceInfo();
   t.equal(h.client.unexpected.length, 0);
   await h.close();
+});
+
+t.test("a client reply naming another command fails the server's request at once, with EINVAL", async (t) => {
+  const sink = new MemorySink();
+  const [a, b] = createMemoryPair();
+  const session = serveConnection(b, (dma, log) => new Device(slow, { dma, log }), {
+    log: new SinkLogger(sink, "debug"),
+  });
+  a.setHandlers({
+    onFrame: (f) =>
+      a.send(
+        encodeMessage({ msgId: f.header.msgId, command: Command.DMA_WRITE, flags: HeaderFlag.REPLY }, null),
+      ),
+    onClose: () => {},
+  });
+  t.equal(await rejection(session.request(Command.DMA_READ, new Uint8Array(16))), Errno.EINVAL);
+  t.match(sink.text(), /warn unexpected reply DMA_WRITE id=\d+ \(it answers DMA_READ id=\d+\): dropped/);
+  a.close();
+  await session.ended;
+  session.device.dispose();
 });
