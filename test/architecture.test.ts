@@ -139,3 +139,27 @@ t.test("U64_MAX is defined once, in protocol/constants.ts", async (t) => {
   );
   t.same(bad, []);
 });
+
+t.test("the PCI register tables are defined once, in protocol/pci-config.ts", async (t) => {
+  // The device side (src/pci) and the client both read and write config space by them.
+  const tables = [
+    "PciHeader",
+    "PciCommand",
+    "PciStatus",
+    "BarBits",
+    "MsiCap",
+    "MsiControl",
+    "MsixCap",
+    "MsixControl",
+    "MsixEntry",
+  ];
+  const files = ["src", "protocol", "devices", "scripts", "test"].flatMap((d) => tsFiles(d));
+  const bad: string[] = [];
+  for (const f of files) {
+    if (f === "protocol/pci-config.ts") continue;
+    const text = readFileSync(path.join(root, f), "utf8");
+    for (const name of tables)
+      if (new RegExp(`\\bconst ${name}\\s*=`).test(text)) bad.push(`${f} defines ${name}`);
+  }
+  t.same(bad, []);
+});

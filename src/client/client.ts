@@ -62,7 +62,6 @@ export class VfioUserClient {
   readonly #dma: ClientDma;
   readonly #writers: CombiningWriters;
   readonly #mappings = new RegionMappings();
-  readonly #versionJson: string | null | undefined;
   #closed = false;
   /** The most recent replies that arrived with no request waiting for them (raw tests read
    * these; at most ClientDefaults.keptUnexpectedReplies, their fds closed). */
@@ -72,7 +71,6 @@ export class VfioUserClient {
 
   constructor(conn: Connection, opts: ClientOptions = {}) {
     this.conn = conn;
-    this.#versionJson = opts.versionJson;
     this.#core = new ClientCore(conn, opts, (frame) => {
       this.unexpected.push(frame);
       if (this.unexpected.length > ClientDefaults.keptUnexpectedReplies) this.unexpected.shift();
@@ -186,9 +184,10 @@ export class VfioUserClient {
   // ---- negotiation and information -----------------------------------------------------------
 
   async negotiate(): Promise<Capabilities> {
+    const { versionJson } = this.#core.options;
     const json =
-      this.#versionJson !== undefined
-        ? this.#versionJson
+      versionJson !== undefined
+        ? versionJson
         : formatCapabilities({
             maxMsgFds: this.#core.options.maxMsgFds,
             maxDataXferSize: this.#core.options.maxDataXferSize,

@@ -122,15 +122,18 @@ export class ClientDma {
     const conn = this.#core.conn;
     const hadFds = frame.fds.length > 0;
     closeFds(frame.fds);
+    // The server's DMA requests expect replies; one sent NO_REPLY is served but not answered.
+    const answers = !(header.flags & HeaderFlag.NO_REPLY);
     const replyError = (errno: number): void => {
       this.served.errors++;
-      if (!(header.flags & HeaderFlag.NO_REPLY))
-        conn.send(encodeErrorReply(header.msgId, header.command, errno));
+      if (answers) conn.send(encodeErrorReply(header.msgId, header.command, errno));
     };
-    const reply = (body: Uint8Array): void =>
-      conn.send(
-        encodeMessage({ msgId: header.msgId, command: header.command, flags: HeaderFlag.REPLY }, body),
-      );
+    const reply = (body: Uint8Array): void => {
+      if (answers)
+        conn.send(
+          encodeMessage({ msgId: header.msgId, command: header.command, flags: HeaderFlag.REPLY }, body),
+        );
+    };
     if (hadFds) {
       replyError(Errno.EINVAL);
       return;

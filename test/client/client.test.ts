@@ -9,6 +9,7 @@ import {
   Command,
   createMemoryPair,
   Errno,
+  encodeDmaWrite,
   encodeErrorReply,
   encodeMessage,
   encodeRegionInfo,
@@ -158,3 +159,21 @@ t.test(
 function regionInfoBody(): Uint8Array {
   return encodeRegionInfo({ argsz: 32, flags: 1, index: 0, capOffset: 0, size: 64n, offset: 0n });
 }
+
+t.test("a server DMA_WRITE sent NO_REPLY is applied to message-backed memory and not answered", async (t) => {
+  const { client, server, seen } = await scripted();
+  const mem = await client.mapMessageMemory(0x1000n, 0x100);
+  const body = encodeDmaWrite({ addr: 0x1010n, count: 2, data: Uint8Array.of(7, 9) }, "spec");
+  for (const flags of [HeaderFlag.COMMAND | HeaderFlag.NO_REPLY, HeaderFlag.COMMAND]) {
+    server.send(encodeMessage({ msgId: 0x7000 + flags, command: Command.DMA_WRITE, flags }, body));
+  }
+  await client.reset(); // a round trip: both writes have been served
+  t.same([...mem.bytes.subarray(0x10, 0x12)], [7, 9]);
+  t.equal(client.dmaServed.writes, 2, "both served");
+  t.same(
+    seen.filter((f) => f.header.command === Command.DMA_WRITE).map((f) => f.header.msgId),
+    [0x7000 + HeaderFlag.COMMAND],
+    "only the one that asked for a reply got one",
+  );
+  client.close();
+});
