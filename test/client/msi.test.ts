@@ -5,53 +5,18 @@ import t from "tap";
 import { EDU_BAR, Reg as EduReg, edu } from "../../devices/edu/index.ts";
 import { gpioIdio16 } from "../../devices/gpio-idio16/index.ts";
 import { Bars, MSI_VECTORS, MSIX_VECTORS, pciTestdev, Reg } from "../../devices/pci-testdev/index.ts";
-import {
-  createMemoryPair,
-  Errno,
-  MsiCap,
-  MsiControl,
-  MsixCap,
-  MsixControl,
-  MsixEntry,
-  PciDevice,
-  type PciDeviceDefinition,
-  serveConnection,
-  silentLogger,
-  VfioUserClient,
-} from "../../src/index.ts";
+import { Errno, MsiCap, MsiControl, MsixCap, MsixControl, MsixEntry } from "../../src/index.ts";
 import { openFdCount } from "../../src/util/fds.ts";
 import { NvmeHost } from "../devices/nvme-host.ts";
 import { rejection } from "../helpers/harness.ts";
-
-async function serve(def: PciDeviceDefinition) {
-  const [a, b] = createMemoryPair();
-  let device: PciDevice | undefined;
-  const session = serveConnection(
-    b,
-    (dma, log) => {
-      device = new PciDevice(def, { dma, log });
-      return device;
-    },
-    { log: silentLogger },
-  );
-  const client = await VfioUserClient.over(a);
-  return {
-    client,
-    device: device!,
-    async close() {
-      client.close();
-      await session.ended;
-      device!.dispose();
-    },
-  };
-}
+import { servePci } from "./serve-pci.ts";
 
 const IRQ_MODE = { none: 0, intx: 1, msi: 2, msix: 3 } as const;
 
 t.test(
   "pci-testdev MSI: Multiple Message Enable, vectors unmasked, each vector on its eventfd",
   async (t) => {
-    const s = await serve(pciTestdev);
+    const s = await servePci(pciTestdev);
     const fdsBefore = openFdCount();
     const msi = await s.client.enableMsi({ vectors: MSI_VECTORS });
     t.equal(msi.kind, "msi");
@@ -82,23 +47,23 @@ t.test(
 );
 
 t.test("MSI vector counts a device cannot take, and devices without the capabilities", async (t) => {
-  const s = await serve(pciTestdev);
+  const s = await servePci(pciTestdev);
   await t.rejects(s.client.enableMsi({ vectors: 3 }), /MSI vectors 3: a power of two from 1 to 4/);
   await t.rejects(s.client.enableMsi({ vectors: 8 }), RangeError);
   await t.rejects(s.client.enableMsix({ vectors: MSIX_VECTORS + 1 }), /from 1 to the table size, 8/);
   await t.rejects(s.client.enableMsix({ vectors: 0 }), RangeError);
   await s.close();
-  const g = await serve(gpioIdio16);
+  const g = await servePci(gpioIdio16);
   t.equal(await rejection(g.client.enableMsi()), Errno.ENODEV, "gpio-idio16: no MSI");
   await t.rejects(g.client.enableMsix(), /the config space has no MSI-X capability/);
   await g.close();
-  const e = await serve(edu);
+  const e = await servePci(edu);
   t.equal(await rejection(e.client.enableMsix()), Errno.ENODEV, "edu: no MSI-X");
   await e.close();
 });
 
 t.test("edu MSI: the one vector fires for IRQ_RAISE", async (t) => {
-  const s = await serve(edu);
+  const s = await servePci(edu);
   const msi = await s.client.enableMsi();
   t.equal(msi.fds.length, 1, "every capable vector: 1");
   await s.client.regionWrite32(EDU_BAR, EduReg.IRQ_RAISE, 0x10);
@@ -109,7 +74,7 @@ t.test("edu MSI: the one vector fires for IRQ_RAISE", async (t) => {
 t.test(
   "pci-testdev MSI-X: Enable set, Function Mask clear, every table entry programmed and unmasked",
   async (t) => {
-    const s = await serve(pciTestdev);
+    const s = await servePci(pciTestdev);
     const msix = await s.client.enableMsix();
     t.equal(msix.kind, "msix");
     t.equal(msix.fds.length, MSIX_VECTORS, "the whole table");

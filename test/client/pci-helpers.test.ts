@@ -9,54 +9,20 @@ import { nvme } from "../../devices/nvme/index.ts";
 import { pciTestdev } from "../../devices/pci-testdev/index.ts";
 import { walkCapabilities } from "../../src/client/pci-config.ts";
 import {
-  createMemoryPair,
   ExpressCap,
   ExtCap,
   MsiCap,
   MsixCap,
   PciCommand,
-  PciDevice,
   type PciDeviceDefinition,
   PciHeader,
   PciRegion,
   PciStatus,
   PmCap,
-  serveConnection,
-  silentLogger,
   VendorCap,
-  VfioUserClient,
 } from "../../src/index.ts";
 import { closeFds } from "../../src/util/fds.ts";
-
-interface Served {
-  client: VfioUserClient;
-  device: PciDevice;
-  close(): Promise<void>;
-}
-
-/** `def` served over the in-memory pair with a negotiated client. */
-async function serve(def: PciDeviceDefinition, options?: Record<string, string>): Promise<Served> {
-  const [a, b] = createMemoryPair();
-  let device: PciDevice | undefined;
-  const session = serveConnection(
-    b,
-    (dma, log) => {
-      device = new PciDevice(def, { dma, log, options });
-      return device;
-    },
-    { log: silentLogger },
-  );
-  const client = await VfioUserClient.over(a);
-  return {
-    client,
-    device: device!,
-    async close() {
-      client.close();
-      await session.ended;
-      device!.dispose();
-    },
-  };
-}
+import { servePci } from "./serve-pci.ts";
 
 const DEVICES: [string, PciDeviceDefinition, Record<string, string>?][] = [
   ["pci-testdev", pciTestdev],
@@ -77,7 +43,7 @@ const CAP_ID: Record<string, number> = {
 
 for (const [name, def, options] of DEVICES) {
   t.test(`${name}: the capability walk finds every declared capability, standard and extended`, async (t) => {
-    const s = await serve(def, options);
+    const s = await servePci(def, options);
     const placed = [...s.device.pci.layout.capabilities].sort(
       (x, y) => Number(x.extended) - Number(y.extended) || x.offset - y.offset,
     );
@@ -99,7 +65,7 @@ for (const [name, def, options] of DEVICES) {
 
 t.test("the lists as the devices declare them", async (t) => {
   const ids = async (def: PciDeviceDefinition, options?: Record<string, string>) => {
-    const s = await serve(def, options);
+    const s = await servePci(def, options);
     const caps = await s.client.capabilities();
     await s.close();
     return caps.map((c) => `${c.extended ? "ext:" : ""}0x${c.id.toString(16)}`).sort();
@@ -165,7 +131,7 @@ t.test(
 
 for (const [name, def, options] of DEVICES) {
   t.test(`${name}: BAR sizing finds each declared BAR and the ROM, and restores the registers`, async (t) => {
-    const s = await serve(def, options);
+    const s = await servePci(def, options);
     const layout = s.device.pci.layout;
     // Decode on, and addresses in the BARs, as a driver leaves them: sizing must give both back.
     await s.client.updateCommand(PciCommand.MEMORY | PciCommand.IO);
@@ -210,7 +176,7 @@ for (const [name, def, options] of DEVICES) {
 t.test(
   "pci-testdev: each BAR kind sized by itself, with its address and the upper half of a 64-bit BAR",
   async (t) => {
-    const s = await serve(pciTestdev);
+    const s = await servePci(pciTestdev);
     const bar0 = PciHeader.BAR0;
     await s.client.configWrite(bar0, 4, 0xfebf_0000);
     await s.client.configWrite(bar0 + 8, 4, 0xe000_000c); // BAR2 low: address bits and type bits
@@ -246,7 +212,7 @@ t.test(
   async (t) => {
     const { MEMORY, IO, MASTER } = PciCommand;
     const check = async (def: PciDeviceDefinition, implemented: number, options?: Record<string, string>) => {
-      const s = await serve(def, options);
+      const s = await servePci(def, options);
       const name = def.name;
       t.equal(
         (await s.client.setMemoryDecode(true)) & MEMORY,
@@ -274,7 +240,7 @@ t.test(
 );
 
 t.test("edu: Bus Master gates the device's DMA", async (t) => {
-  const s = await serve(edu);
+  const s = await servePci(edu);
   const mem = await s.client.mapMemory(0x10_0000n, 0x1000);
   mem.bytes.fill(0x5a, 0, 16);
   const run = async () => {

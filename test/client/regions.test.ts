@@ -3,45 +3,15 @@ import t from "tap";
 import { EDU_BAR, Reg as EduReg, edu } from "../../devices/edu/index.ts";
 import { gpioIdio16, IDIO16_BAR } from "../../devices/gpio-idio16/index.ts";
 import { Bars, MSIX_BAR_SCRATCH, pciTestdev } from "../../devices/pci-testdev/index.ts";
-import {
-  createMemoryPair,
-  Errno,
-  PciDevice,
-  type PciDeviceDefinition,
-  serveConnection,
-  silentLogger,
-  VfioUserClient,
-} from "../../src/index.ts";
+import { Errno } from "../../src/index.ts";
 import { NvmeHost } from "../devices/nvme-host.ts";
 import { rejection } from "../helpers/harness.ts";
-
-async function serve(def: PciDeviceDefinition) {
-  const [a, b] = createMemoryPair();
-  let device: PciDevice | undefined;
-  const session = serveConnection(
-    b,
-    (dma, log) => {
-      device = new PciDevice(def, { dma, log });
-      return device;
-    },
-    { log: silentLogger },
-  );
-  const client = await VfioUserClient.over(a);
-  return {
-    client,
-    device: device!,
-    async close() {
-      client.close();
-      await session.ended;
-      device!.dispose();
-    },
-  };
-}
+import { servePci } from "./serve-pci.ts";
 
 const BIG = 0x8765_4321_fedc_ba98n;
 
 t.test("pci-testdev: regionWrite64/regionRead64 are one 8-byte access each, little-endian", async (t) => {
-  const s = await serve(pciTestdev);
+  const s = await servePci(pciTestdev);
   await s.client.regionWrite64(Bars.MSIX, MSIX_BAR_SCRATCH, BIG);
   t.equal(await s.client.regionRead64(Bars.MSIX, MSIX_BAR_SCRATCH), BIG);
   t.equal(await s.client.regionRead32(Bars.MSIX, MSIX_BAR_SCRATCH), 0xfedc_ba98, "low half first");
@@ -59,14 +29,14 @@ t.test("pci-testdev: regionWrite64/regionRead64 are one 8-byte access each, litt
 });
 
 t.test("edu: its 64-bit DMA registers through regionWrite64/regionRead64", async (t) => {
-  const s = await serve(edu);
+  const s = await servePci(edu);
   await s.client.regionWrite64(EDU_BAR, EduReg.DMA_SRC, 0x1234_5678_9abcn);
   t.equal(await s.client.regionRead64(EDU_BAR, EduReg.DMA_SRC), 0x1234_5678_9abcn);
   await s.close();
 });
 
 t.test("gpio-idio16: an 8-byte access to its I/O BAR is refused", async (t) => {
-  const s = await serve(gpioIdio16);
+  const s = await servePci(gpioIdio16);
   t.equal(await rejection(s.client.regionRead64(IDIO16_BAR, 0)), Errno.EINVAL);
   t.equal(await rejection(s.client.regionWrite64(IDIO16_BAR, 0, 0n)), Errno.EINVAL);
   await s.close();
@@ -89,7 +59,7 @@ t.test("nvme: CAP read whole, ASQ written and read back as 64-bit registers", as
 t.test(
   "region mappings are released through the client: unmap(), client.unmap(bytes), close()",
   async (t) => {
-    const s = await serve(pciTestdev);
+    const s = await servePci(pciTestdev);
     const ram = s.device.region(Bars.RAM)!.memory!;
     const view = await s.client.mmapView(Bars.RAM);
     view.bytes[3] = 0x77;
