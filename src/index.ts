@@ -18,18 +18,43 @@ export {
   VfioUserClient,
 } from "./client/client.ts";
 export { CombiningWriter } from "./client/combining-writer.ts";
+export type { Deferred } from "./device/deferred.ts";
 export {
   type Bus,
+  type BusHooks,
   type Clock,
   type DeviceBehaviour,
   type DeviceContext,
   type DeviceDefinition,
+  type DeviceInstance,
+  type DeviceSpec,
   defineDevice,
   type IrqApi,
 } from "./device/definition.ts";
 export { Device, type DeviceModel, type DeviceSetup, type WriteCombineStats } from "./device/device.ts";
 export { IrqController, type IrqKind, type IrqSpec, type VectorCounters } from "./device/irq.ts";
-export { type OptionSpec, resolveOptions } from "./device/options.ts";
+export {
+  type BooleanOptionSpec,
+  describeAccepted,
+  type EnumOptionSpec,
+  formatOptions,
+  formatSize,
+  type IntegerOptionSpec,
+  OPTION_KINDS,
+  type OptionDecls,
+  OptionError,
+  type OptionInput,
+  type OptionKind,
+  type OptionRule,
+  type OptionSpec,
+  type OptionValueOf,
+  type OptionValues,
+  type PathOptionSpec,
+  parseSize,
+  resolveOptions,
+  type SizeOptionSpec,
+  type StringOptionSpec,
+} from "./device/options.ts";
 export {
   CACHE_ATTRS,
   type CacheAttr,
@@ -51,6 +76,7 @@ export {
   DeviceDma,
   type DmaAccess,
   type DmaApi,
+  type DmaPort,
   type DmaSegment,
   type DmaSgList,
   type DmaUnmapEvent,
@@ -85,6 +111,7 @@ export {
   type PciDeviceBehaviour,
   type PciDeviceContext,
   type PciDeviceDefinition,
+  type PciDeviceInstance,
   type PciDeviceSpec,
   type PciLayout,
   type PciResetKind,

@@ -14,7 +14,7 @@
 // cannot be done does not stop the device (QEMU's edu aborts the VM on a bad range): it ends with
 // the DMA command's ERROR bit set and the reason in DMA_ERROR, and still raises its interrupt when
 // asked to.
-import { DmaFault, definePciDevice, Errno, type PciDevice, type PciFunctionApi } from "../../src/index.ts";
+import { DmaFault, definePciDevice, Errno, type PciDeviceBehaviour, U64_MAX } from "../../src/index.ts";
 
 export const EDU_IDS = {
   vendor: 0x1234,
@@ -78,7 +78,8 @@ export interface EduStats {
   irqsRaised: number;
 }
 
-export interface EduBehaviour {
+/** What a served edu offers besides its registers: `new PciDevice(edu, …).behaviour`. */
+export interface EduBehaviour extends PciDeviceBehaviour {
   /** The 4 KiB DMA buffer (live). */
   readonly buffer: Uint8Array;
   readonly irqStatus: number;
@@ -88,26 +89,10 @@ export interface EduBehaviour {
   idle(): Promise<void>;
 }
 
-const behaviours = new WeakMap<PciFunctionApi, EduBehaviour>();
-
-/** The behaviour of a served edu device. Throws if the device is not one. */
-export function eduOf(device: PciDevice): EduBehaviour {
-  const b = behaviours.get(device.pci);
-  if (!b) throw new Error(`${device.name} is not an edu device`);
-  return b;
-}
-
 export function factorial32(n: number): number {
   let r = 1;
   for (let i = 2; i <= n; i++) r = Math.imul(r, i) >>> 0;
   return r >>> 0;
-}
-
-function parseMask(text: string): bigint {
-  const v = BigInt(text);
-  if (v <= 0n || v > ALL_ONES_64 || (v & (v + 1n)) !== 0n)
-    throw new Error(`edu: dma-mask ${text} is not a mask of low bits (e.g. 0xfffffff)`);
-  return v;
 }
 
 function hex(v: number | bigint): string {
@@ -123,13 +108,18 @@ export const edu = definePciDevice({
   interrupts: { intx: true },
   options: {
     "dma-mask": {
+      kind: "integer",
+      min: 1n,
+      max: U64_MAX,
+      hex: true,
+      rule: { accepts: "a mask of low bits", test: (v: bigint) => (v & (v + 1n)) === 0n },
+      default: DEFAULT_DMA_MASK,
       description: "DMA address mask: address bits above it are dropped, as on the original",
-      default: "0xfffffff",
     },
   },
-  create(ctx) {
+  create(ctx): EduBehaviour {
     const log = ctx.log;
-    const dmaMask = parseMask(ctx.options["dma-mask"] ?? "0xfffffff");
+    const dmaMask = ctx.options["dma-mask"];
     const buffer = new Uint8Array(DMA_BUFFER_SIZE);
     const stats: EduStats = { factorials: 0, dmaTransfers: 0, dmaErrors: 0, irqsRaised: 0 };
     const s = {
@@ -143,40 +133,15 @@ export const edu = definePciDevice({
       cmd: 0,
       error: 0,
     };
-    // Work started by a register write: a reset bumps the generation, so work of an earlier one
-    // that finishes late changes nothing.
+    // Work started by a register write runs a clock tick later (ctx.defer: a reset cancels what
+    // has not started). A reset also bumps the generation, so a transfer already running when it
+    // came changes nothing when it finishes.
     let generation = 0;
-    const jobs = new Map<{ cancel(): void }, () => void>();
     const pending = new Set<Promise<void>>();
     const later = (fn: () => Promise<void> | void): void => {
-      const gen = generation;
-      let done!: () => void;
-      const p = new Promise<void>((resolve) => {
-        done = () => {
-          pending.delete(p);
-          resolve();
-        };
-      });
-      pending.add(p);
-      const timer = ctx.clock.setTimeout(async () => {
-        jobs.delete(timer);
-        try {
-          if (gen === generation) await fn();
-        } catch (err) {
-          log.error(`edu: ${(err as Error).message}`);
-        } finally {
-          done();
-        }
-      }, 0);
-      jobs.set(timer, done);
-    };
-    const cancelJobs = (): void => {
-      generation++;
-      for (const [timer, done] of jobs) {
-        timer.cancel();
-        done();
-      }
-      jobs.clear();
+      const { done } = ctx.defer(0, fn);
+      pending.add(done);
+      void done.then(() => pending.delete(done));
     };
 
     const raise = (value: number): void => {
@@ -351,7 +316,7 @@ export const edu = definePciDevice({
       }
     };
 
-    const behaviour: EduBehaviour = {
+    return {
       buffer,
       dmaMask,
       stats,
@@ -361,13 +326,9 @@ export const edu = definePciDevice({
       async idle() {
         while (pending.size > 0) await Promise.all([...pending]);
       },
-    };
-    behaviours.set(ctx.pci, behaviour);
-
-    return {
       bars: { [EDU_BAR]: { read, write } },
       reset() {
-        cancelJobs();
+        generation++;
         Object.assign(s, {
           liveness: 0,
           fact: 0,
@@ -383,7 +344,7 @@ export const edu = definePciDevice({
         ctx.irq.lower(0);
       },
       dispose() {
-        cancelJobs();
+        generation++;
       },
     };
   },

@@ -14,20 +14,19 @@
 // interrupt (a write to 0x2, which masks the line but keeps the latched bits). Changes while the
 // interrupt is disabled are not latched.
 //
-// The outside world is the server side: `setInput`/`setInputs` on the behaviour (reach it with
-// `gpioIdio16Of(pciDevice)`), `--set inputs=<mask>` for the levels at start, and the control FIFO
+// The outside world is the server side: `setInput`/`setInputs` on the behaviour (a served
+// device's `behaviour`: `new PciDevice(gpioIdio16, …).behaviour`), `--set inputs=<mask>` for the
+// levels at start, and the control FIFO
 // (`--set control=<path>`, see control.ts) while it runs. What the guest drives on the outputs is
 // logged at info level and reported through `onOutputChange`.
 import {
   type ControlFifo,
   definePciDevice,
   openControlChannel,
-  type PciDevice,
   type PciDeviceBehaviour,
   type PciDeviceContext,
-  type PciFunctionApi,
 } from "../../src/index.ts";
-import { parseControlLine, parseInputMask } from "./control.ts";
+import { parseControlLine } from "./control.ts";
 
 export const IDIO16_IDS = {
   vendor: 0x494f, //          ACCES I/O Products ("IO")
@@ -90,16 +89,6 @@ export interface Idio16Behaviour extends PciDeviceBehaviour {
   command(line: string): string;
 }
 
-const behaviours = new WeakMap<PciFunctionApi, Idio16Behaviour>();
-
-/** The behaviour of a served gpio-idio16 (to drive its inputs and watch its outputs). Throws if
- * the device is not a gpio-idio16. */
-export function gpioIdio16Of(device: PciDevice): Idio16Behaviour {
-  const b = behaviours.get(device.pci);
-  if (!b) throw new Error(`${device.name} is not a gpio-idio16 device`);
-  return b;
-}
-
 function hex16(v: number): string {
   return `0x${v.toString(16).padStart(4, "0")}`;
 }
@@ -111,9 +100,24 @@ function describeLines(prefix: string, levels: number, changed: number): string 
   return parts.join(" ");
 }
 
-function createIdio16(ctx: PciDeviceContext): Idio16Behaviour {
+const OPTIONS = {
+  inputs: {
+    kind: "integer",
+    min: 0,
+    max: MASK16,
+    hex: true,
+    default: 0,
+    description: "input levels at start, bit n = IINn high, e.g. 0x0005",
+  },
+  control: {
+    kind: "path",
+    description: "FIFO to read commands from (created if absent): input <n> <0|1>, inputs <mask>, status",
+  },
+} as const;
+
+function createIdio16(ctx: PciDeviceContext<typeof OPTIONS>): Idio16Behaviour {
   const log = ctx.log;
-  let inputs = parseInputMask(ctx.options.inputs ?? "0");
+  let inputs = ctx.options.inputs;
   const s = { out: 0, irqEnabled: false, cos: 0, filters: false };
   let control: ControlFifo | null = null;
 
@@ -287,7 +291,6 @@ function createIdio16(ctx: PciDeviceContext): Idio16Behaviour {
     control = openControlChannel(controlPath, (line) => behaviour.command(line), log);
     log.info(`control channel ${controlPath}: "input <0-15> <0|1>", "inputs <mask>", "status"`);
   }
-  behaviours.set(ctx.pci, behaviour);
   return behaviour;
 }
 
@@ -297,14 +300,6 @@ export const gpioIdio16 = definePciDevice({
   ids: IDIO16_IDS,
   bars: [{ index: IDIO16_BAR, kind: "io", size: IDIO16_BAR_SIZE, accessSizes: [1, 2, 4], name: "idio16" }],
   interrupts: { intx: true },
-  options: {
-    inputs: {
-      description: "input levels at start, bit n = IINn high (0-0xffff), e.g. 0x0005",
-      default: "0",
-    },
-    control: {
-      description: "FIFO to read commands from (created if absent): input <n> <0|1>, inputs <mask>, status",
-    },
-  },
+  options: OPTIONS,
   create: createIdio16,
 });

@@ -4,17 +4,19 @@
 // INTx when MSI-X is off, PCI Express with FLR.
 //
 // The files, by entity: spec.ts (register offsets, opcodes, status codes), controller.ts (CC/CSTS
-// state machine, doorbells, the pump, interrupts), queues.ts (rings, phase tags), admin.ts,
-// io.ts, prp-sgl.ts (data pointers), namespace.ts (the file). Register and command tables:
+// state machine, doorbells, completion posting), pump.ts (command fetch), interrupts.ts,
+// shadow.ts (shadow doorbells), queues.ts (rings, phase tags), admin.ts, io.ts, prp-sgl.ts and
+// page-lists.ts (data pointers), namespace.ts (the file). Register and command tables:
 // README.md beside this file.
 //
-// Options (`--set key=value`): disk (image path; default: a temporary file removed at dispose),
-// size (created/extended to it when smaller, e.g. 64M), lba (512 or 4096), dstrd (doorbell
-// stride 4 << dstrd bytes, 0-4), queues (I/O queue pairs, 1-16).
+// Options (`--set key=value`, declared below): disk (image path; default: a temporary file
+// removed at dispose), size (created/extended to it when smaller, e.g. 64M), lba (512 or 4096),
+// dstrd (doorbell stride 4 << dstrd bytes, 0-4), queues (I/O queue pairs, 1-16), holdpoll,
+// syncio. A served device's `behaviour.controller` is the controller (its namespace, counters).
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { definePciDevice, type PciDevice, type PciFunctionApi } from "../../src/index.ts";
+import { definePciDevice, type PciDeviceBehaviour } from "../../src/index.ts";
 import { NvmeController } from "./controller.ts";
 import { Namespace } from "./namespace.ts";
 
@@ -32,28 +34,10 @@ export const MAX_IO_QUEUES = 16;
 export const NVME_VECTORS = MAX_IO_QUEUES + 1;
 export const MAX_QUEUE_ENTRIES = 1024;
 
-const controllers = new WeakMap<PciFunctionApi, NvmeController>();
-
-/** The controller of a served nvme device (its namespace, counters). Throws for other devices. */
-export function nvmeOf(device: PciDevice): NvmeController {
-  const c = controllers.get(device.pci);
-  if (!c) throw new Error(`${device.name} is not an nvme device`);
-  return c;
-}
-
-/** "64M", "1G", "4096" → bytes. Throws on anything else. */
-export function parseSize(text: string): number {
-  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(text.trim());
-  if (!m) throw new Error(`nvme: size "${text}" is not a number with an optional K/M/G/T suffix`);
-  const unit = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2]!.toUpperCase()]!;
-  return Number(m[1]) * unit;
-}
-
-function intOption(text: string, name: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new Error(`nvme: ${name}=${text} must be an integer ${min}-${max}`);
-  return n;
+/** What a served nvme offers besides its registers (`device.behaviour`). */
+export interface NvmeBehaviour extends PciDeviceBehaviour {
+  /** The controller: its queues, namespace (`controller.ns`) and counters. */
+  readonly controller: NvmeController;
 }
 
 let tempDisks = 0;
@@ -73,49 +57,55 @@ export const nvme = definePciDevice({
   },
   interrupts: { intx: true },
   options: {
-    disk: { description: "raw image file (created when missing); default: a temporary file" },
-    size: { description: "create/extend the image to this size (e.g. 64M)", default: "64M" },
-    lba: { description: "logical block size: 512 or 4096", default: "512" },
-    dstrd: { description: "doorbell stride: 4 << dstrd bytes (0-4)", default: "0" },
-    queues: { description: `I/O queue pairs offered (1-${MAX_IO_QUEUES})`, default: "8" },
+    disk: { kind: "path", description: "raw image file (created when missing); default: a temporary file" },
+    size: {
+      kind: "size",
+      multipleOf: 4096,
+      default: "64M",
+      description: "create/extend the image to this size (an existing larger file keeps its size)",
+    },
+    lba: { kind: "enum", values: ["512", "4096"], default: "512", description: "logical block size" },
+    dstrd: { kind: "integer", min: 0, max: 4, default: 0, description: "doorbell stride: 4 << dstrd bytes" },
+    queues: {
+      kind: "integer",
+      min: 1,
+      max: MAX_IO_QUEUES,
+      default: 8,
+      description: "I/O queue pairs offered",
+    },
     holdpoll: {
+      kind: "boolean",
+      default: true,
       description:
         "on: after a burst, poll the shadow tail one timer tick before asking for an MMIO doorbell",
-      default: "on",
     },
     syncio: {
+      kind: "enum",
+      values: ["on", "reads", "off"],
+      default: "on",
       description:
         "on: Reads/Writes up to 128 KiB run synchronously on the event loop; off: all on the libuv pool",
-      default: "on",
     },
   },
-  create(ctx) {
+  create(ctx): NvmeBehaviour {
     const o = ctx.options;
-    const lbaText = o.lba ?? "512";
-    const lba = lbaText === "4096" ? 4096 : lbaText === "512" ? 512 : null;
-    if (lba === null) throw new Error(`nvme: lba=${lbaText} must be 512 or 4096`);
-    const dstrd = intOption(o.dstrd ?? "0", "dstrd", 0, 4);
-    const queues = intOption(o.queues ?? "8", "queues", 1, MAX_IO_QUEUES);
+    const lba = o.lba === "4096" ? 4096 : 512;
     const temp = !o.disk;
     const disk = o.disk || path.join(tmpdir(), `vfu-nvme-${process.pid}-${++tempDisks}.img`);
-    const syncio = o.syncio ?? "on";
-    if (syncio !== "on" && syncio !== "reads" && syncio !== "off")
-      throw new Error(`nvme: syncio=${syncio} must be on, reads or off`);
-    const holdpoll = o.holdpoll ?? "on";
-    if (holdpoll !== "on" && holdpoll !== "off")
-      throw new Error(`nvme: holdpoll=${holdpoll} must be on or off`);
-    const ns = new Namespace({ path: disk, size: parseSize(o.size ?? "64M"), lbaSize: lba });
-    ns.syncIo = syncio;
+    const ns = new Namespace({ path: disk, size: o.size, lbaSize: lba, clock: ctx.clock });
+    ns.syncIo = o.syncio;
     const c = new NvmeController(ctx, ns, {
-      dstrd,
+      dstrd: o.dstrd,
       maxQueueEntries: MAX_QUEUE_ENTRIES,
-      maxIoQueues: queues,
+      maxIoQueues: o.queues,
       vectors: NVME_VECTORS,
-      holdPoll: holdpoll === "on",
+      holdPoll: o.holdpoll,
     });
-    controllers.set(ctx.pci, c);
-    ctx.log.info(`nvme: ${disk}: ${ns.blocks} blocks of ${lba} bytes, ${queues} I/O queues, dstrd ${dstrd}`);
+    ctx.log.info(
+      `nvme: ${disk}: ${ns.blocks} blocks of ${lba} bytes, ${o.queues} I/O queues, dstrd ${o.dstrd}`,
+    );
     return {
+      controller: c,
       bars: {
         [NvmeBars.REGS]: {
           read: (offset, size) => c.readRegister(offset, size),

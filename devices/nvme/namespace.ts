@@ -84,6 +84,8 @@ export interface NamespaceOptions {
   /** Bytes; the file is created or extended to this size when it is smaller. 0: keep its size. */
   size: number;
   lbaSize: 512 | 4096;
+  /** Times synchronous transfers (the device's clock; default performance.now). */
+  clock?: { now(): number };
 }
 
 export interface NamespaceStats {
@@ -118,8 +120,10 @@ export class Namespace {
   #fd: number;
   #passSpentMs = 0;
   #syncOffUntil = 0;
+  readonly #clock: { now(): number };
 
   constructor(o: NamespaceOptions) {
+    this.#clock = o.clock ?? performance;
     this.path = o.path;
     this.lbaSize = o.lbaSize;
     this.lbaShift = o.lbaSize === 4096 ? 12 : 9;
@@ -211,7 +215,7 @@ export class Namespace {
       (this.syncIo === "on" || (this.syncIo === "reads" && !write)) &&
       length <= SYNC_IO_MAX_BYTES &&
       this.#passSpentMs < SYNC_IO_PASS_BUDGET_MS &&
-      (this.#syncOffUntil === 0 || performance.now() >= this.#syncOffUntil)
+      (this.#syncOffUntil === 0 || this.#clock.now() >= this.#syncOffUntil)
     );
   }
 
@@ -221,7 +225,7 @@ export class Namespace {
     this.#passSpentMs += ms;
     if (ms > SYNC_IO_SLOW_MS) {
       this.stats.slowSyncTransfers++;
-      this.#syncOffUntil = performance.now() + SYNC_IO_BACKOFF_MS;
+      this.#syncOffUntil = this.#clock.now() + SYNC_IO_BACKOFF_MS;
     }
   }
 
@@ -229,7 +233,7 @@ export class Namespace {
   transferSync(write: boolean, slba: bigint, bufs: Uint8Array[], length: number): void {
     const fd = this.#live();
     const pos = Number(slba) * this.lbaSize;
-    const t0 = performance.now();
+    const t0 = this.#clock.now();
     try {
       let done = 0;
       while (done < length) {
@@ -243,7 +247,7 @@ export class Namespace {
       }
     } finally {
       this.stats.syncTransfers++;
-      this.noteSyncTime(performance.now() - t0);
+      this.noteSyncTime(this.#clock.now() - t0);
     }
     if (write) {
       this.stats.writeCommands++;

@@ -11,7 +11,7 @@
 //
 // Interrupt detection watches the pin levels, whichever side drives them: an output the client
 // toggles is seen by the detector exactly like an input the server toggles.
-import { type DeviceBehaviour, type DeviceContext, definePlatformDevice, leValue } from "../../src/index.ts";
+import { type DeviceBehaviour, definePlatformDevice, leValue } from "../../src/index.ts";
 
 export const Reg = {
   DATA: 0x000, //     RW  0x000-0x3FC: pin data; address bits [9:2] mask the pins accessed
@@ -59,14 +59,6 @@ export interface Pl061Behaviour extends DeviceBehaviour {
   readonly interruptAsserted: boolean;
 }
 
-function parseLevels(text: string): number {
-  const v = Number(text.trim());
-  if (!Number.isInteger(v) || v < 0 || v > PINS) {
-    throw new Error(`pl061: inputs must be a pin mask 0-0xff (bit n = pin n high), not "${text}"`);
-  }
-  return v;
-}
-
 export const pl061 = definePlatformDevice({
   name: "pl061",
   summary: "ARM PrimeCell PL061 GPIO: 8 pins, masked data access, edge/level interrupts",
@@ -83,12 +75,16 @@ export const pl061 = definePlatformDevice({
   },
   options: {
     inputs: {
+      kind: "integer",
+      min: 0,
+      max: PINS,
+      hex: true,
+      default: 0,
       description: "input levels at start, a pin mask (bit n = pin n high), e.g. 0x05",
-      default: "0",
     },
   },
-  create(ctx: DeviceContext): Pl061Behaviour {
-    let inputs = parseLevels(ctx.options.inputs ?? "0");
+  create(ctx): Pl061Behaviour {
+    let inputs = ctx.options.inputs;
     const s = { data: 0, dir: 0, is: 0, ibe: 0, iev: 0, ie: 0, latched: 0, afsel: 0 };
 
     const drivenMask = (): number => s.dir & ~s.afsel & PINS;

@@ -2,7 +2,7 @@
 // model touches: registers with a declared access width, a memory-backed region the client can
 // mmap, edge and level interrupts, and DMA through the client's address space. Its register
 // table is in README.md beside this file.
-import { type DeviceContext, defineDevice, leValue } from "../../src/index.ts";
+import { defineDevice, leValue } from "../../src/index.ts";
 
 export const ID_VALUE = 0x5646_5531; // "VFU1"
 
@@ -35,10 +35,17 @@ export const scratchpad = defineDevice({
     { index: 1, name: "level", count: 1, kind: "level" },
   ],
   options: {
-    scratch: { description: "initial value of the SCRATCH register after reset", default: "0" },
+    scratch: {
+      kind: "integer",
+      min: 0,
+      max: 0xffff_ffff,
+      hex: true,
+      default: 0,
+      description: "initial value of the SCRATCH register after reset",
+    },
   },
-  create(ctx: DeviceContext) {
-    const initial = Number(ctx.options.scratch) >>> 0;
+  create(ctx) {
+    const initial = ctx.options.scratch;
     const mem = ctx.region(1).memory!;
     const s = { scratch: initial, raised: 0, level: 0, addr: 0n, len: 0, status: 0 };
 

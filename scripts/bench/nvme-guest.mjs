@@ -421,7 +421,6 @@ try {
       { socketPath: path.join(work, "nvme.sock"), log: logger },
     );
   }
-  const { nvmeOf } = inProcess ? await import("../../devices/nvme/index.ts") : {};
   const bootOurs = (round, socket, probe) =>
     runGuest(
       `ours #${round}`,
@@ -432,7 +431,7 @@ try {
     if (inProcess) {
       return bootOurs(round, path.join(work, "nvme.sock"), {
         counters: () => {
-          const c = nvmeOf(device);
+          const c = device.behaviour.controller;
           const { syncTransfers, slowSyncTransfers } = c.ns.stats;
           return { ...c.counters, syncTransfers, slowSyncTransfers };
         },

@@ -5,7 +5,6 @@
 // shadow doorbells (Doorbell Buffer Config + event indices, MMIO only when the event index asks).
 //
 //   npm run bench:nvme [-- --ms 1500]
-import { nvmeOf } from "../../devices/nvme/index.ts";
 import { Layout, NvmeHost } from "../../test/devices/nvme-host.ts";
 
 const ms = Number(process.argv[process.argv.indexOf("--ms") + 1]) || 1500;
@@ -58,7 +57,7 @@ for (const shadow of [false, true]) {
       console.error(rows[rows.length - 1]);
     }
   }
-  const c = nvmeOf(h.device).counters;
+  const c = h.device.behaviour.controller.counters;
   console.error(
     `  device: ${c.mmioDoorbells} MMIO doorbells, ${c.shadowPolls} shadow polls, ${c.commands} commands`,
   );

@@ -1,21 +1,12 @@
 // `vfu`: the command line. See args.ts for the grammar and the help texts.
 import { deviceModels, findDeviceModel } from "../../devices/index.ts";
 import { Device } from "../device/device.ts";
-import { type OptionSpec, resolveOptions } from "../device/options.ts";
+import { formatOptions, type OptionValues, resolveOptions } from "../device/options.ts";
 import { formatDescriptionJson, renderDts } from "../platform/device-tree.ts";
 import { describeDevice } from "../platform/platform-device.ts";
 import { Server } from "../server/server.ts";
 import { stderrLogger } from "../util/log.ts";
 import { DESCRIBE_HELP, LIST_HELP, MAIN_HELP, parseArgs, SERVE_HELP, UsageError } from "./args.ts";
-
-/** The `--set` options of one device for `vfu list --options`, indented under its line. */
-function formatOptions(options: Readonly<Record<string, OptionSpec>>): string {
-  const entries = Object.entries(options);
-  if (entries.length === 0) return "    (no options)\n";
-  const keys = entries.map(([key, o]) => (o.default === undefined ? key : `${key}=${o.default}`));
-  const width = Math.max(...keys.map((k) => k.length));
-  return entries.map(([, o], i) => `    ${keys[i]!.padEnd(width)}  ${o.description}\n`).join("");
-}
 
 function fail(message: string): never {
   process.stderr.write(`vfu: ${message}\n`);
@@ -52,7 +43,7 @@ async function main(argv: string[]): Promise<void> {
     const width = Math.max(...deviceModels.map((d) => d.name.length));
     for (const d of deviceModels) {
       process.stdout.write(`${d.name.padEnd(width)}  ${d.bus.padEnd(8)}  ${d.summary}\n`);
-      if (cmd.options) process.stdout.write(formatOptions(d.options ?? {}));
+      if (cmd.options) process.stdout.write(formatOptions(d.options));
     }
     return;
   }
@@ -62,7 +53,7 @@ async function main(argv: string[]): Promise<void> {
   const plans = cmd.targets.map((t) => {
     const def = findDeviceModel(t.device);
     if (!def) fail(`unknown device "${t.device}" (available: ${deviceModels.map((d) => d.name).join(", ")})`);
-    let options: Record<string, string>;
+    let options: OptionValues;
     try {
       options = resolveOptions(def, t.set);
     } catch (err) {

@@ -5,11 +5,13 @@
 //
 // A model never sees a transport, a message or an fd: it sees its registers being read and
 // written, and the context it was created with: `ctx.irq`, `ctx.dma`, `ctx.log`, `ctx.clock`,
-// `ctx.options`. PCI devices (src/pci) and platform devices (src/platform) build on this class.
+// `ctx.defer`, `ctx.options`. PCI devices (src/pci) and platform devices (src/platform) build on
+// this class. `device.behaviour` is what the model's `create` returned, typed by its definition.
 //
 // Lifecycle: one Device serves one client at a time, for as long as the server runs. DEVICE_RESET
 // calls `reset`; a client disconnect releases every interrupt fd and DMA mapping and resets the
-// device, so the next client finds it in its power-on state.
+// device, so the next client finds it in its power-on state. Every reset, and dispose, first
+// cancels the model's deferred calls (`ctx.defer`) that have not fired.
 //
 // Write combining (README, "Write combining"): trapped writes to a region that declares cache WC
 // or WB go into the device's WriteCombiner and reach the handler merged, at a flush point: a read
@@ -23,20 +25,24 @@
 // failing combined write is logged and counted: the writes in it were acknowledged long before
 // (they are posted by nature), so it fails nobody's request.
 import { DeviceFlag, Errno, type RegionCap } from "../../protocol/index.ts";
-import type { DmaApi } from "../iommu/dma.ts";
+import type { DmaPort } from "../iommu/dma.ts";
 import { VfuError } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { RealClock } from "./clock.ts";
+import { DeferredTimers } from "./deferred.ts";
 import type { Clock, DeviceBehaviour, DeviceContext, DeviceDefinition } from "./definition.ts";
 import { IrqController } from "./irq.ts";
-import { resolveOptions } from "./options.ts";
+import { type OptionInput, resolveOptions } from "./options.ts";
 import { Region, type RegionHandlers, toBytes } from "./region.ts";
 import { type CombinedWrite, type FlushReason, WC_BUFFER_BYTES, WriteCombiner } from "./write-combine.ts";
 
 export interface DeviceSetup {
   log: Logger;
-  dma: DmaApi;
-  options?: Readonly<Record<string, string>>;
+  /** The device's DMA port (the endpoint's `DeviceDma`). */
+  dma: DmaPort;
+  /** Option values, as text (`--set`) or typed; checked against the declarations, defaults
+   * filled in for the rest. */
+  options?: Readonly<Record<string, OptionInput>>;
   clock?: Clock;
   /** Bytes the write-combining buffer holds (default WC_BUFFER_BYTES; tests use smaller). */
   wcBufferBytes?: number;
@@ -103,14 +109,17 @@ export interface DeviceModel {
   dispose(): void;
 }
 
-export class Device implements DeviceModel {
+export class Device<B = unknown> implements DeviceModel {
   readonly name: string;
+  /** What the model's `create` returned: its handlers and its own API, typed by the definition. */
+  readonly behaviour: B;
   readonly flags: number;
   readonly irqs: IrqController;
   readonly log: Logger;
   readonly #regions: (Region | undefined)[] = [];
   readonly #behaviour: DeviceBehaviour;
   readonly #clock: Clock;
+  readonly #deferred: DeferredTimers;
   readonly #regionCapsOf: DeviceDefinition["regionCaps"];
   readonly #wc: WriteCombiner;
   /** The tail of asynchronous deliveries in flight: later accesses of this device wait for it. */
@@ -126,11 +135,11 @@ export class Device implements DeviceModel {
   };
 
   constructor(
-    definition: DeviceDefinition,
+    definition: DeviceDefinition<B>,
     setup: DeviceSetup,
     extraRegions: Record<number, RegionHandlers> = {},
   ) {
-    const options = setup.options ?? resolveOptions(definition, {});
+    const options = resolveOptions(definition, setup.options ?? {});
     const def = definition.specialize?.(options) ?? definition;
     this.name = def.name;
     this.log = setup.log;
@@ -140,6 +149,8 @@ export class Device implements DeviceModel {
     this.irqs = new IrqController(def.irqs, setup.log);
     this.#regionCapsOf = def.regionCaps?.bind(def);
     this.#clock = setup.clock ?? new RealClock();
+    const deferred = new DeferredTimers(this.#clock, setup.log);
+    this.#deferred = deferred;
     const specs = [...def.regions].sort((a, b) => a.index - b.index);
     const created: Region[] = [];
     try {
@@ -171,8 +182,14 @@ export class Device implements DeviceModel {
           return r;
         },
         fence: () => this.fence(),
+        defer: (ms, fn) => deferred.defer(ms, fn),
       };
-      this.#behaviour = def.create(ctx);
+      const instance = def.instantiate(ctx, {
+        setDmaGate: (gate) => setup.dma.setGate(gate),
+        cancelDeferred: () => deferred.cancelAll(),
+      });
+      this.behaviour = instance.behaviour;
+      this.#behaviour = instance.bound;
       const handlers = { ...extraRegions, ...(this.#behaviour.regions ?? {}) };
       for (const [key, h] of Object.entries(handlers)) {
         const index = Number(key);
@@ -422,6 +439,7 @@ export class Device implements DeviceModel {
   }
 
   #reset(): void | Promise<void> {
+    this.#deferred.cancelAll();
     this.irqs.reset();
     return this.#behaviour.reset?.();
   }
@@ -442,6 +460,7 @@ export class Device implements DeviceModel {
   }
 
   dispose(): void {
+    this.#deferred.cancelAll();
     if (this.#clock instanceof RealClock) this.#clock.cancelAll();
     this.#behaviour.dispose?.();
     this.irqs.releaseAll();

@@ -115,6 +115,13 @@ export interface DmaApi {
   readonly liveHandles: number;
 }
 
+/** The DMA port a device is built with: the model's DmaApi plus the bus gate, which belongs to
+ * the bus layer (PCI's Bus Master Enable), never to the model. */
+export interface DmaPort extends DmaApi {
+  /** While `gate()` returns false every new DMA faults "bus-master-off". null: open. */
+  setGate(gate: (() => boolean) | null): void;
+}
+
 function checkAccess(access: DmaAccess): void {
   if (access !== "read" && access !== "write" && access !== "rw") {
     throw new DmaFault("out-of-range", 0n, 0, `access "${String(access)}" is not read, write or rw`);
@@ -125,7 +132,7 @@ function checkAccess(access: DmaAccess): void {
 const LOG_FIRST = 16;
 const LOG_EVERY = 1024;
 
-export class DeviceDma implements DmaApi {
+export class DeviceDma implements DmaPort {
   #space: AddressSpace | null = null;
   #detach: (() => void) | null = null;
   #gate: (() => boolean) | null = null;

@@ -12,12 +12,27 @@
 //   REQ  4  count 1, trigger only
 // `create(ctx)` gets a PCI context: `ctx.irq` routes vectors (interrupts.ts), `ctx.pci` is the
 // function (config space, power state, error reporting), `ctx.bar(n)` the BAR's region; it returns
-// the BAR handlers and a reset(kind). `PciDevice` is a Device that also exposes its PciFunction.
-import type { Clock, DeviceBehaviour, DeviceContext, DeviceDefinition } from "../device/definition.ts";
-import { defineDevice } from "../device/definition.ts";
+// the BAR handlers, a reset(kind) and whatever API the model offers (typed: the definition is a
+// `PciDeviceDefinition<B>` for the behaviour `B` that `create` returns). `PciDevice<B>` is a
+// Device that also exposes its PciFunction; `device.behaviour` is the model's behaviour.
+import type { Deferred } from "../device/deferred.ts";
+import {
+  type BusHooks,
+  type Clock,
+  checkDeviceName,
+  type DeviceContext,
+  type DeviceDefinition,
+  type DeviceInstance,
+} from "../device/definition.ts";
 import { Device, type DeviceSetup } from "../device/device.ts";
 import type { IrqSpec } from "../device/irq.ts";
-import { type OptionSpec, resolveOptions } from "../device/options.ts";
+import {
+  checkOptionDecls,
+  type NoOptions,
+  type OptionDecls,
+  type OptionValues,
+  resolveOptions,
+} from "../device/options.ts";
 import type { Region, RegionHandlers } from "../device/region.ts";
 import type { DmaApi } from "../iommu/dma.ts";
 import type { Logger } from "../util/log.ts";
@@ -48,12 +63,7 @@ import { checkVendorCap, type VendorCapSpec, vendorCapSize } from "./capabilitie
 import { CONFIG_SIZE_PCI, CONFIG_SIZE_PCIE } from "./config-space.ts";
 import { checkIds, type PciIds } from "./header.ts";
 import type { PciIrqApi } from "./interrupts.ts";
-import {
-  functionOf,
-  type PciFunction,
-  type PciFunctionApi,
-  PciFunction as PciFunctionClass,
-} from "./pci-function.ts";
+import { PciFunction, type PciFunctionApi } from "./pci-function.ts";
 
 export type PciResetKind = "device" | "flr" | "power";
 
@@ -70,11 +80,12 @@ export interface PciCapabilities {
   vsec?: VsecSpec | readonly VsecSpec[];
 }
 
-export interface PciDeviceContext {
+export interface PciDeviceContext<O extends OptionDecls = OptionDecls> {
   readonly log: Logger;
   readonly dma: DmaApi;
   readonly clock: Clock;
-  readonly options: Readonly<Record<string, string>>;
+  /** The options, parsed and checked, with the declared defaults filled in. */
+  readonly options: OptionValues<O>;
   /** Interrupts, routed by what the driver enabled (see interrupts.ts). */
   readonly irq: PciIrqApi;
   /** The function: config space, command, power state, error reporting. */
@@ -83,6 +94,9 @@ export interface PciDeviceContext {
   bar(index: number): Region;
   /** Deliver the combined writes still pending to WC/WB BARs (an explicit fence). */
   fence(): void | Promise<void>;
+  /** Run `fn` after `ms` milliseconds unless the function is reset first (DEVICE_RESET, client
+   * disconnect, FLR, power-state reset) or disposed. */
+  defer(ms: number, fn: () => void | Promise<void>): Deferred;
 }
 
 export interface PciDeviceBehaviour {
@@ -93,7 +107,10 @@ export interface PciDeviceBehaviour {
   dispose?(): void;
 }
 
-export interface PciDeviceSpec {
+export interface PciDeviceSpec<
+  B extends PciDeviceBehaviour = PciDeviceBehaviour,
+  O extends OptionDecls = OptionDecls,
+> {
   /** Stable kebab-case name (`vfu serve <name>`). */
   name: string;
   summary: string;
@@ -105,8 +122,8 @@ export interface PciDeviceSpec {
     /** The function has an INTx pin (INTA#). Default false. */
     intx?: boolean;
   };
-  options?: Readonly<Record<string, OptionSpec>>;
-  create(ctx: PciDeviceContext): PciDeviceBehaviour;
+  options?: O;
+  create(ctx: PciDeviceContext<O>): B;
 }
 
 export type CapKind = "pm" | "msi" | "msix" | "express" | "vendor" | "dsn" | "vsec";
@@ -136,10 +153,20 @@ export interface PciLayout {
   irqs: readonly IrqSpec[];
 }
 
-export interface PciDeviceDefinition extends DeviceDefinition {
+/** A PCI model brought to life: the model's behaviour, the bound handlers and the function. */
+export interface PciDeviceInstance<B> extends DeviceInstance<B> {
+  readonly pci: PciFunction;
+}
+
+export interface PciDeviceDefinition<
+  B extends PciDeviceBehaviour = PciDeviceBehaviour,
+  O extends OptionDecls = OptionDecls,
+> extends DeviceDefinition<B, O> {
   readonly bus: "pci";
   readonly pci: PciLayout;
-  readonly spec: PciDeviceSpec;
+  readonly spec: PciDeviceSpec<B, O>;
+  instantiate(ctx: DeviceContext<O>, bus: BusHooks): PciDeviceInstance<B>;
+  specialize?(options: OptionValues<O>): PciDeviceDefinition<B, O>;
 }
 
 function asList<T>(v: T | readonly T[] | undefined): readonly T[] {
@@ -148,7 +175,7 @@ function asList<T>(v: T | readonly T[] | undefined): readonly T[] {
 }
 
 /** Validate a declaration into its layout. Throws an Error naming the first problem. */
-export function layoutPci(spec: PciDeviceSpec): PciLayout {
+export function layoutPci(spec: Omit<PciDeviceSpec, "create" | "options">): PciLayout {
   checkIds(spec.ids);
   const bars = layoutBars(spec.bars ?? []);
   const rom = layoutRom(spec.rom);
@@ -247,15 +274,20 @@ export function layoutPci(spec: PciDeviceSpec): PciLayout {
   };
 }
 
-/** Declare a PCI device. Throws an Error naming the field when the declaration is inconsistent. */
-export function definePciDevice(spec: PciDeviceSpec): PciDeviceDefinition {
+/** Declare a PCI device. Throws an Error naming the field when the declaration is inconsistent.
+ * The definition is typed by the behaviour `create` returns and by the option declarations. */
+export function definePciDevice<B extends PciDeviceBehaviour, const O extends OptionDecls = NoOptions>(
+  spec: PciDeviceSpec<B, O>,
+): PciDeviceDefinition<B, O> {
+  checkDeviceName(spec.name);
+  checkOptionDecls(spec.name, spec.options);
   const layout = layoutPci(spec);
   const frameworkBars = new Set<number>();
   if (layout.msix) {
     frameworkBars.add(layout.msix.tableBar);
     frameworkBars.add(layout.msix.pbaBar);
   }
-  const def = defineDevice({
+  return {
     name: spec.name,
     summary: spec.summary,
     bus: "pci",
@@ -266,29 +298,31 @@ export function definePciDevice(spec: PciDeviceSpec): PciDeviceDefinition {
     ],
     irqs: layout.irqs,
     options: spec.options,
-    create(ctx: DeviceContext): DeviceBehaviour {
-      return new PciFunctionClass(layout, spec, ctx).behaviour(ctx);
+    pci: layout,
+    spec,
+    instantiate(ctx, bus) {
+      const fn = new PciFunction(layout, spec, ctx, bus);
+      const behaviour = spec.create(fn.context(ctx));
+      return { behaviour, bound: fn.bind(behaviour, ctx), pci: fn };
     },
-  });
-  return { ...def, bus: "pci", pci: layout, spec };
+  };
 }
 
 /** A Device built from a PCI definition that also exposes its function (config space, MSI-X…). */
-export class PciDevice extends Device {
+export class PciDevice<B extends PciDeviceBehaviour = PciDeviceBehaviour> extends Device<B> {
   readonly pci: PciFunction;
 
-  constructor(definition: PciDeviceDefinition, setup: DeviceSetup) {
+  constructor(definition: PciDeviceDefinition<B>, setup: DeviceSetup) {
     let fn: PciFunction | undefined;
-    const options = setup.options ?? resolveOptions(definition, {});
-    const { specialize: _fixed, ...def } = (definition.specialize?.(options) ??
-      definition) as PciDeviceDefinition;
+    const options = resolveOptions(definition, setup.options ?? {});
+    const { specialize: _fixed, ...def } = definition.specialize?.(options) ?? definition;
     super(
       {
         ...def,
-        create: (ctx) => {
-          const b = def.create(ctx);
-          fn = functionOf(b);
-          return b;
+        instantiate: (ctx, bus) => {
+          const instance = def.instantiate(ctx, bus);
+          fn = instance.pci;
+          return instance;
         },
       },
       { ...setup, options },

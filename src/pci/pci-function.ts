@@ -12,15 +12,20 @@
 // directly; a model that cares reads ctx.pci.command and ctx.pci.powerState. DMA is different:
 // ctx.dma faults "bus-master-off" while Command.Bus Master is clear.
 //
-// Resets, all putting config space back to its power-on values and calling the model's
-// reset(kind): DEVICE_RESET and client disconnect ("device"), a Function Level Reset through the
-// Express capability ("flr"), leaving D3hot without No_Soft_Reset ("power"). The client's
-// eventfd bindings (SET_IRQS) are the client's and survive an FLR or a power-state reset.
+// Resets, all cancelling the model's deferred calls (`ctx.defer`), putting config space back to
+// its power-on values and calling the model's reset(kind): DEVICE_RESET and client disconnect
+// ("device"), a Function Level Reset through the Express capability ("flr"), leaving D3hot
+// without No_Soft_Reset ("power"). The client's eventfd bindings (SET_IRQS) are the client's and
+// survive an FLR or a power-state reset.
+//
+// Building one takes two steps: the function (config space, capabilities, interrupt routing)
+// first, so the model's `create` gets a context that names it (`context`); then the model's
+// behaviour is bound to the regions (`bind`).
 import { Errno, PciIrq, PciRegion } from "../../protocol/index.ts";
-import type { DeviceBehaviour, DeviceContext } from "../device/definition.ts";
+import type { BusHooks, DeviceBehaviour, DeviceContext } from "../device/definition.ts";
+import type { OptionDecls } from "../device/options.ts";
 import type { RegionHandlers } from "../device/region.ts";
 import { toBytes } from "../device/region.ts";
-import type { DeviceDma } from "../iommu/dma.ts";
 import { VfuError } from "../util/errors.ts";
 import { defineBars } from "./bar.ts";
 import { Express } from "./capabilities/express.ts";
@@ -54,13 +59,6 @@ export interface PciFunctionApi {
   reportExpressErrors(bits: number): void;
 }
 
-const functions = new WeakMap<DeviceBehaviour, PciFunction>();
-
-/** The PciFunction behind a Device's behaviour (for PciDevice). */
-export function functionOf(behaviour: DeviceBehaviour): PciFunction | undefined {
-  return functions.get(behaviour);
-}
-
 export class PciFunction implements PciFunctionApi {
   readonly layout: PciLayout;
   readonly config: ConfigSpace;
@@ -69,12 +67,21 @@ export class PciFunction implements PciFunctionApi {
   readonly msi: Msi | null = null;
   readonly msix: Msix | null = null;
   readonly express: Express | null = null;
-  readonly #model: PciDeviceBehaviour;
+  readonly #spec: Pick<PciDeviceSpec, "name" | "ids" | "capabilities">;
+  readonly #bus: BusHooks;
+  #model: PciDeviceBehaviour | null = null;
   /** Resets performed, by kind (for tests and inspection). */
   readonly resets = { device: 0, flr: 0, power: 0 };
 
-  constructor(layout: PciLayout, spec: PciDeviceSpec, ctx: DeviceContext) {
+  constructor(
+    layout: PciLayout,
+    spec: Pick<PciDeviceSpec, "name" | "ids" | "capabilities">,
+    ctx: DeviceContext,
+    bus: BusHooks,
+  ) {
     this.layout = layout;
+    this.#spec = spec;
+    this.#bus = bus;
     const cs = new ConfigSpace(layout.configSize);
     this.config = cs;
     defineHeader(cs, {
@@ -124,29 +131,27 @@ export class PciFunction implements PciFunctionApi {
     // operation faults "bus-master-off" (counted and logged by the DMA layer), as a real function
     // may not issue memory requests then. The gate reads the live register, so a reset (Command
     // back to 0) closes it too. Views and lists already taken are not revoked (see iommu/dma.ts).
-    const gated = ctx.dma as Partial<Pick<DeviceDma, "setGate">> | null;
-    gated?.setGate?.(() => (cs.get16(PciHeader.COMMAND) & PciCommand.MASTER) !== 0);
+    bus.setDmaGate(() => (cs.get16(PciHeader.COMMAND) & PciCommand.MASTER) !== 0);
+  }
 
-    const bar = (index: number) => {
-      if (!layout.bars[index]) throw new Error(`device ${spec.name} declares no BAR ${index}`);
-      return ctx.region(index);
-    };
-    const pciCtx: PciDeviceContext = {
+  /** The context the model's `create` gets. */
+  context<O extends OptionDecls>(ctx: DeviceContext<O>): PciDeviceContext<O> {
+    const layout = this.layout;
+    const name = this.#spec.name;
+    return {
       log: ctx.log,
       dma: ctx.dma,
       clock: ctx.clock,
       options: ctx.options,
       irq: this.irq,
       pci: this,
-      bar,
+      bar: (index) => {
+        if (!layout.bars[index]) throw new Error(`device ${name} declares no BAR ${index}`);
+        return ctx.region(index);
+      },
       fence: () => ctx.fence(),
+      defer: (ms, fn) => ctx.defer(ms, fn),
     };
-    this.#model = spec.create(pciCtx);
-    const given = this.#model.bars ?? {};
-    for (const key of Object.keys(given)) {
-      const i = Number(key);
-      if (!layout.bars[i]) throw new Error(`device ${spec.name}: handlers given for undeclared BAR ${key}`);
-    }
   }
 
   get command(): number {
@@ -169,18 +174,25 @@ export class PciFunction implements PciFunctionApi {
   /** Back to power-on state (see the header comment for the kinds), then the model's reset. */
   reset(kind: PciResetKind): void | Promise<void> {
     this.resets[kind]++;
+    this.#bus.cancelDeferred();
     const restore = kind === "flr" ? this.express?.keepAcrossFlr() : undefined;
     this.config.reset();
     restore?.();
     this.msix?.reset();
     this.irq.reset();
-    return this.#model.reset?.(kind);
+    return this.#model?.reset?.(kind);
   }
 
-  /** The Device behaviour: regions 0-8 handlers, reset and dispose. */
-  behaviour(ctx: DeviceContext): DeviceBehaviour {
+  /** Bind the model's behaviour: the Device's regions 0-8 handlers, reset and dispose. Throws
+   * for handlers given for an undeclared BAR. */
+  bind(model: PciDeviceBehaviour, ctx: DeviceContext): DeviceBehaviour {
+    const given = model.bars ?? {};
+    for (const key of Object.keys(given)) {
+      if (!this.layout.bars[Number(key)])
+        throw new Error(`device ${this.#spec.name}: handlers given for undeclared BAR ${key}`);
+    }
+    this.#model = model;
     const regions: Record<number, RegionHandlers> = {};
-    const given = this.#model.bars ?? {};
     for (let i = 0; i < 6; i++) {
       const bar = this.layout.bars[i];
       if (!bar) continue;
@@ -196,13 +208,11 @@ export class PciFunction implements PciFunctionApi {
       read: (offset, size) => this.config.read(offset, size),
       write: (offset, data) => this.config.write(offset, data),
     };
-    const b: DeviceBehaviour = {
+    return {
       regions,
       reset: () => this.reset("device"),
-      dispose: () => this.#model.dispose?.(),
+      dispose: () => model.dispose?.(),
     };
-    functions.set(b, this);
-    return b;
   }
 
   #msixBar(

@@ -12,19 +12,20 @@
 // - interrupt index i is declared interrupt line group i, `count` lines (vectors) each, edge or
 //   level; every line is maskable and level lines are automasked, as vfio-platform reports them.
 //
-// `PlatformDevice` is a Device that also hands back the model's behaviour object, so an embedding
-// program or a test can drive the device's outside world (a GPIO's input pins, a UART's line).
+// `device.behaviour` (any Device's) is the model's behaviour object, typed by the definition, so an
+// embedding program or a test can drive the device's outside world (a GPIO's input pins, a UART's
+// line); `PlatformDevice` adds the device-tree description.
 import type { RegionCap } from "../../protocol/index.ts";
 import { Errno, RegionCapId } from "../../protocol/index.ts";
 import {
+  checkDeviceName,
   type DeviceBehaviour,
   type DeviceContext,
   type DeviceDefinition,
-  defineDevice,
 } from "../device/definition.ts";
 import { Device, type DeviceSetup } from "../device/device.ts";
 import type { IrqKind, IrqSpec } from "../device/irq.ts";
-import type { OptionSpec } from "../device/options.ts";
+import { checkOptionDecls, type NoOptions, type OptionDecls } from "../device/options.ts";
 import type { RegionHandlers, RegionSpec } from "../device/region.ts";
 import { VfuError } from "../util/errors.ts";
 import {
@@ -55,7 +56,10 @@ export interface InterruptLineSpec {
   sense?: InterruptSense;
 }
 
-export interface PlatformDeviceSpec<B extends DeviceBehaviour = DeviceBehaviour> {
+export interface PlatformDeviceSpec<
+  B extends DeviceBehaviour = DeviceBehaviour,
+  O extends OptionDecls = OptionDecls,
+> {
   /** Stable kebab-case name used on the command line. */
   name: string;
   /** One line for `vfu list`. */
@@ -70,21 +74,19 @@ export interface PlatformDeviceSpec<B extends DeviceBehaviour = DeviceBehaviour>
   clocks?: readonly DtClock[];
   /** Further device-tree properties of the node (e.g. "gpio-controller": true). */
   properties?: Readonly<Record<string, DtPropertyValue>>;
-  options?: Readonly<Record<string, OptionSpec>>;
-  create(ctx: DeviceContext): B;
+  options?: O;
+  create(ctx: DeviceContext<O>): B;
 }
 
-/** The internal hook that creates the model's behaviour and the wrapper the Device binds. */
-const INSTANTIATE = Symbol("vfu.platform.instantiate");
-
-export interface PlatformDeviceDefinition<B extends DeviceBehaviour = DeviceBehaviour>
-  extends DeviceDefinition {
+export interface PlatformDeviceDefinition<
+  B extends DeviceBehaviour = DeviceBehaviour,
+  O extends OptionDecls = OptionDecls,
+> extends DeviceDefinition<B, O> {
   readonly bus: "platform";
   /** The device-tree description (with `deviceTreeRegion` set). */
   readonly description: PlatformDescription;
   /** The DTS served in the device-tree region (`renderDts(description)`). */
   readonly dts: string;
-  readonly [INSTANTIATE]: (ctx: DeviceContext) => { behaviour: B; bound: DeviceBehaviour };
 }
 
 const defaultSense = (kind: IrqKind): InterruptSense => (kind === "edge" ? "rising" : "high");
@@ -130,9 +132,11 @@ function aligned(name: string, h: RegionHandlers): RegionHandlers {
  * malformed `compatible`, a bad node or property name, a property the layer writes itself, an
  * interrupt sense that does not fit its kind, or a clock declared twice.
  */
-export function definePlatformDevice<B extends DeviceBehaviour>(
-  spec: PlatformDeviceSpec<B>,
-): PlatformDeviceDefinition<B> {
+export function definePlatformDevice<B extends DeviceBehaviour, const O extends OptionDecls = NoOptions>(
+  spec: PlatformDeviceSpec<B, O>,
+): PlatformDeviceDefinition<B, O> {
+  checkDeviceName(spec.name);
+  checkOptionDecls(spec.name, spec.options);
   const compatible = typeof spec.compatible === "string" ? [spec.compatible] : [...spec.compatible];
   if (compatible.length === 0) throw new Error(`platform device ${spec.name}: compatible is empty`);
   for (const c of compatible) {
@@ -196,7 +200,7 @@ export function definePlatformDevice<B extends DeviceBehaviour>(
   const dtsBytes = new TextEncoder().encode(dts);
   regions.push({ index: dtIndex, name: "device-tree", size: dtsBytes.length, writable: false });
 
-  const instantiate = (ctx: DeviceContext): { behaviour: B; bound: DeviceBehaviour } => {
+  const instantiate = (ctx: DeviceContext<O>): { behaviour: B; bound: DeviceBehaviour } => {
     const behaviour = spec.create(ctx);
     const handlers: Record<number, RegionHandlers> = {};
     for (const [key, h] of Object.entries(behaviour.regions ?? {})) {
@@ -217,43 +221,33 @@ export function definePlatformDevice<B extends DeviceBehaviour>(
     { id: RegionCapId.TYPE, version: 1, type: VFU_REGION_TYPE, subtype: VfuRegionSubtype.DEVICE_TREE },
   ];
 
-  const def = defineDevice({
+  const def: PlatformDeviceDefinition<B, O> = {
     name: spec.name,
     summary: spec.summary,
     bus: "platform",
     regions,
     irqs,
     options: spec.options,
-    create: (ctx) => instantiate(ctx).bound,
+    instantiate,
     regionCaps: (index) => (index === dtIndex ? dtCaps() : []),
-  });
-  return Object.freeze({ ...def, bus: "platform" as const, description, dts, [INSTANTIATE]: instantiate });
+    description,
+    dts,
+  };
+  return Object.freeze(def);
 }
 
+/** A definition made by `definePlatformDevice` (or a copy of one): it carries its description. */
 export function isPlatformDeviceDefinition(def: DeviceDefinition): def is PlatformDeviceDefinition {
-  return INSTANTIATE in def;
+  return def.bus === "platform" && "description" in def && "dts" in def;
 }
 
-/** A served platform device that also exposes the model's behaviour (`behaviour`), e.g. to drive
- * a GPIO's inputs from the server side. Throws what `Device` throws. */
-export class PlatformDevice<B extends DeviceBehaviour = DeviceBehaviour> extends Device {
-  readonly behaviour: B;
+/** A served platform device (`behaviour` is the model's, as for any Device) that also exposes its
+ * device-tree description. Throws what `Device` throws. */
+export class PlatformDevice<B extends DeviceBehaviour = DeviceBehaviour> extends Device<B> {
   readonly description: PlatformDescription;
 
   constructor(def: PlatformDeviceDefinition<B>, setup: DeviceSetup) {
-    let created: B | undefined;
-    super(
-      {
-        ...def,
-        create: (ctx) => {
-          const r = def[INSTANTIATE](ctx);
-          created = r.behaviour;
-          return r.bound;
-        },
-      },
-      setup,
-    );
-    this.behaviour = created!;
+    super(def, setup);
     this.description = def.description;
   }
 }

@@ -40,11 +40,13 @@ export interface EndpointOptions {
 }
 
 /** Build the device for an endpoint, given the DMA port it must use. */
-export type DeviceFactory = (dma: DeviceDma, log: Logger) => DeviceModel;
+export type DeviceFactory<D extends DeviceModel = DeviceModel> = (dma: DeviceDma, log: Logger) => D;
 
-export class Endpoint {
+/** One listening socket and its device, typed as the factory built it (`endpoint.device.behaviour`
+ * is the model's API for a `Device<B>`). */
+export class Endpoint<D extends DeviceModel = DeviceModel> {
   readonly socketPath: string;
-  readonly device: DeviceModel;
+  readonly device: D;
   readonly log: Logger;
   readonly #listener: UnixListener;
   readonly #dma: DeviceDma;
@@ -56,7 +58,7 @@ export class Endpoint {
   sessionsServed = 0;
   onSession: ((s: Session) => void) | null = null;
 
-  constructor(factory: DeviceFactory, opts: EndpointOptions) {
+  constructor(factory: DeviceFactory<D>, opts: EndpointOptions) {
     this.socketPath = opts.socketPath;
     this.#opts = opts;
     this.log = opts.log ?? silentLogger;
@@ -155,7 +157,7 @@ export class Server {
     this.log = opts.log ?? silentLogger;
   }
 
-  listen(factory: DeviceFactory, opts: EndpointOptions): Endpoint {
+  listen<D extends DeviceModel>(factory: DeviceFactory<D>, opts: EndpointOptions): Endpoint<D> {
     const ep = new Endpoint(factory, { log: this.log, ...opts });
     this.endpoints.push(ep);
     return ep;

@@ -16,7 +16,6 @@ import {
   BOCHS_IDS,
   type BochsDisplayBehaviour,
   bochsDisplay,
-  bochsDisplayOf,
   DISPI_ID0,
   DISPI_ID5,
   Dispi,
@@ -34,6 +33,7 @@ import {
 import { findDeviceModel } from "../../devices/index.ts";
 import {
   createMemoryPair,
+  DeviceDma,
   type DeviceFactory,
   MemorySink,
   PciDevice,
@@ -52,7 +52,7 @@ const MiB = 2 ** 20;
 
 interface Harness {
   client: VfioUserClient;
-  device: PciDevice;
+  device: PciDevice<BochsDisplayBehaviour>;
   bochs: BochsDisplayBehaviour;
   logs: MemorySink;
   dispi(index: number): Promise<number>;
@@ -77,7 +77,7 @@ function num(bytes: Uint8Array): number {
 async function serve(options: Record<string, string> = {}): Promise<Harness> {
   const logs = new MemorySink();
   const log = new SinkLogger(logs, "debug");
-  let device: PciDevice | undefined;
+  let device: PciDevice<BochsDisplayBehaviour> | undefined;
   const make: DeviceFactory = (dma) => {
     device = new PciDevice(bochsDisplay, { dma, log, options });
     return device;
@@ -88,7 +88,7 @@ async function serve(options: Record<string, string> = {}): Promise<Harness> {
   const h: Harness = {
     client,
     device: device!,
-    bochs: bochsDisplayOf(device!),
+    bochs: device!.behaviour,
     logs,
     dispi: async (i) => num(await client.regionRead(MMIO_BAR, Mmio.DISPI + i * 2, 2)),
     setDispi: (i, v) => client.regionWrite(MMIO_BAR, Mmio.DISPI + i * 2, le(v, 2)),
@@ -460,14 +460,24 @@ t.test("options: mmap=off, bad values", async (t) => {
   t.equal(fb.fd, null, "and no fd");
   t.equal(fb.size, 8n * BigInt(MiB));
   const log = new SinkLogger(new MemorySink(), "info");
-  const dma = undefined as never;
-  t.throws(() => new PciDevice(bochsDisplay, { dma, log, options: { vram: "3M" } }), /power of two from 4M/);
-  t.throws(
-    () => new PciDevice(bochsDisplay, { dma, log, options: { mmap: "maybe" } }),
-    /mmap=maybe: expected on or off/,
+  const dma = new DeviceDma(log);
+  const refused = (options: Record<string, string>, message: RegExp) =>
+    t.throws(() => new PciDevice(bochsDisplay, { dma, log, options }), message, JSON.stringify(options));
+  refused(
+    { vram: "3M" },
+    /option vram=3M is refused \(out of range\); it takes size 4M-256M, a power of two/,
   );
-  t.throws(() => new PciDevice(bochsDisplay, { dma, log, options: { mode: "big" } }), /WIDTHxHEIGHT/);
+  refused({ vram: "12M" }, /vram=12M is refused \(not a power of two\)/);
+  refused({ mmap: "maybe" }, /option mmap=maybe is refused \(not on or off\); it takes on\|off/);
+  refused({ mode: "big" }, /mode=big is refused .* WIDTHxHEIGHT, each side 64-4095/);
+  refused({ mode: "10x10" }, /mode=10x10 is refused/);
+  refused({ edid: "2" }, /edid=2 is refused/);
   t.throws(() => resolveOptions(bochsDisplay, { nope: "1" }), /nope/, "unknown keys refused");
+  t.same(
+    resolveOptions(bochsDisplay, { vram: "32MiB", mmap: "no" }),
+    { vram: 32 * MiB, mmap: false, mode: "1024x768", edid: true },
+    "typed values, defaults filled in",
+  );
 });
 
 t.test("control lines: png, status, errors", async (t) => {

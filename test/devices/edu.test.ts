@@ -16,8 +16,8 @@ import {
   EDU_BAR_SIZE,
   EDU_ID,
   EDU_IDS,
+  type EduBehaviour,
   edu,
-  eduOf,
   factorial32,
   IrqCause,
   Reg,
@@ -71,7 +71,7 @@ class ManualClock implements Clock {
 
 interface Harness {
   client: VfioUserClient;
-  device: PciDevice;
+  device: PciDevice<EduBehaviour>;
   dma: DeviceDma;
   logs: MemorySink;
   clock: ManualClock | null;
@@ -91,7 +91,7 @@ async function serve(opts: { manual?: boolean; options?: Record<string, string> 
   const log = new SinkLogger(logs, "debug");
   const dma = new DeviceDma(log);
   const clock = opts.manual ? new ManualClock() : null;
-  let device: PciDevice | undefined;
+  let device: PciDevice<EduBehaviour> | undefined;
   const [a, b] = createMemoryPair();
   const session = serveConnection(
     b,
@@ -132,7 +132,7 @@ async function serve(opts: { manual?: boolean; options?: Record<string, string> 
       await client.regionWrite(PciRegion.CONFIG, offset, new Uint8Array([value & 0xff, value >> 8]));
     },
     async settle() {
-      const e = eduOf(device!);
+      const e = device!.behaviour;
       for (let i = 0; i < 10; i++) {
         clock?.run();
         await e.idle();
@@ -172,7 +172,7 @@ t.test("identity: IDs, BAR0 of 1 MiB, INTx pin and a one-vector MSI capability",
   t.equal((await h.client.getIrqInfo(PciIrq.MSI)).count, 1);
   t.equal((await h.client.getIrqInfo(PciIrq.INTX)).count, 1);
   t.equal(await h.r32(Reg.ID), EDU_ID, "identification 0x010000ed");
-  t.equal(eduOf(h.device).dmaMask, DEFAULT_DMA_MASK);
+  t.equal(h.device.behaviour.dmaMask, DEFAULT_DMA_MASK);
   await h.close();
 });
 
@@ -282,7 +282,7 @@ for (const backing of ["fd", "message"] as const) {
 
     const cmd = await transfer(h, RAM, BigInt(DMA_BUFFER), DMA_BUFFER_SIZE, DmaCmd.IRQ);
     t.equal(cmd, DmaCmd.IRQ, "done: START clear, no ERROR");
-    t.same(eduOf(h.device).buffer, data, "client memory -> the whole buffer");
+    t.same(h.device.behaviour.buffer, data, "client memory -> the whole buffer");
     t.equal(await h.r32(DMA_BUFFER + 0x10), new DataView(data.buffer).getUint32(0x10, true), "seen in BAR0");
     t.equal(await h.client.waitForInterrupt(fd!), 1, "the completion interrupt");
     t.equal(await h.r32(Reg.IRQ_STATUS), IrqCause.DMA, "interrupt status 0x100");
@@ -305,7 +305,7 @@ for (const backing of ["fd", "message"] as const) {
     } else {
       t.same(h.client.dmaServed, { reads: 0, writes: 0, errors: 0 }, "zero-copy: no DMA message");
     }
-    t.same(eduOf(h.device).stats, { factorials: 0, dmaTransfers: 2, dmaErrors: 0, irqsRaised: 1 });
+    t.same(h.device.behaviour.stats, { factorials: 0, dmaTransfers: 2, dmaErrors: 0, irqsRaised: 1 });
     t.equal(h.dma.faults, 0);
     await h.close();
   });
@@ -326,7 +326,7 @@ for (const backing of ["fd", "message"] as const) {
     t.equal(await h.r32(Reg.DMA_ERROR), Errno.ENODEV, "DMA_ERROR ENODEV");
     t.equal(h.dma.faultCounts["bus-master-off"], 1, "the IOMMU model's fault, counted");
     t.equal(await h.client.waitForInterrupt(fd!), 1, "the completion interrupt still comes");
-    t.same(eduOf(h.device).buffer.subarray(0, 64), new Uint8Array(64), "nothing copied");
+    t.same(h.device.behaviour.buffer.subarray(0, 64), new Uint8Array(64), "nothing copied");
     await h.w32(Reg.IRQ_ACK, IrqCause.DMA);
     await h.client.setIrqs({
       index: PciIrq.INTX,
@@ -338,7 +338,7 @@ for (const backing of ["fd", "message"] as const) {
     await h.cfgWrite16(PciHeader.COMMAND, PciCommand.MEMORY | PciCommand.MASTER);
     t.equal(await transfer(h, RAM, BigInt(DMA_BUFFER), 64, 0), 0, "Bus Master on: a new start clears ERROR");
     t.equal(await h.r32(Reg.DMA_ERROR), 0);
-    t.same(eduOf(h.device).buffer.subarray(0, 64), new Uint8Array(64).fill(0xaa));
+    t.same(h.device.behaviour.buffer.subarray(0, 64), new Uint8Array(64).fill(0xaa));
 
     t.equal(await transfer(h, 0x30_0000n, BigInt(DMA_BUFFER), 64, 0), DmaCmd.ERROR, "unmapped");
     t.equal(await h.r32(Reg.DMA_ERROR), Errno.ENOENT);
@@ -356,7 +356,7 @@ for (const backing of ["fd", "message"] as const) {
     t.equal(await h.r32(Reg.DMA_ERROR), Errno.EINVAL);
     t.equal(await transfer(h, RAM, 0x1000n, 16, 0), DmaCmd.ERROR, "not the buffer at all");
     t.equal(await transfer(h, RAM, BigInt(DMA_BUFFER), 4097, 0), DmaCmd.ERROR, "more than 4 KiB");
-    t.equal(eduOf(h.device).stats.dmaErrors, 6);
+    t.equal(h.device.behaviour.stats.dmaErrors, 6);
     t.match(h.logs.text(), /edu: DMA failed \(errno 19\)/, "failures are logged");
     t.match(h.logs.text(), /DMA fault \(bus-master-off\)/);
     await h.close();
@@ -368,7 +368,7 @@ t.test("the DMA mask drops address bits above it (28 bits by default)", async (t
   const mem = await dmaSetup(h, "fd");
   mem.bytes.set([1, 2, 3, 4], 0);
   t.equal(await transfer(h, (1n << 40n) | (1n << 28n) | RAM, BigInt(DMA_BUFFER), 4, 0), 0);
-  t.same([...eduOf(h.device).buffer.subarray(0, 4)], [1, 2, 3, 4], "bits 28 and up ignored");
+  t.same([...h.device.behaviour.buffer.subarray(0, 4)], [1, 2, 3, 4], "bits 28 and up ignored");
   await h.close();
 
   const wide = await serve({ options: { "dma-mask": "0xffffffffffffffff" } });
@@ -377,11 +377,24 @@ t.test("the DMA mask drops address bits above it (28 bits by default)", async (t
   t.equal(await wide.r32(Reg.DMA_ERROR), Errno.ENOENT, "reaches the real (unmapped) address");
   await wide.close();
   const log = new SinkLogger(new MemorySink(), "debug");
+  const build = (mask: string) =>
+    new PciDevice(edu, { dma: new DeviceDma(log), log, options: { "dma-mask": mask } });
   t.throws(
-    () => new PciDevice(edu, { dma: new DeviceDma(log), log, options: { "dma-mask": "0x1234" } }),
-    /dma-mask 0x1234 is not a mask/,
+    () => build("0x1234"),
+    /device edu: option dma-mask=0x1234 is refused \(not a mask of low bits\)/,
     "a mask that is not low bits is refused",
   );
+  // Regression: the mask went straight to BigInt(), so "banana" was refused with "Cannot convert
+  // banana to a BigInt", naming neither the device nor the option.
+  t.throws(
+    () => build("banana"),
+    /^device edu: option dma-mask=banana is refused \(not an integer\); it takes integer 0x1-0xffffffffffffffff, a mask of low bits$/,
+    "a value that is no integer names the device, the option and what it takes",
+  );
+  t.throws(() => build("0x1ffffffffffffffff"), /dma-mask=0x1ffffffffffffffff is refused \(out of range\)/);
+  const decimal = build("268435455");
+  t.equal(decimal.behaviour.dmaMask, DEFAULT_DMA_MASK, "decimal works too");
+  decimal.dispose();
 });
 
 t.test("DMA starts only after the reply to the register write (and registers lock meanwhile)", async (t) => {
@@ -399,7 +412,7 @@ t.test("DMA starts only after the reply to the register write (and registers loc
   await h.settle();
   t.equal(h.client.dmaServed.reads, 1, "then one DMA_READ");
   t.equal(await h.r32(Reg.DMA_CMD), 0, "done");
-  t.same(eduOf(h.device).buffer.subarray(0, 256), pattern(256, 9));
+  t.same(h.device.behaviour.buffer.subarray(0, 256), pattern(256, 9));
   await h.close();
 });
 
@@ -422,7 +435,7 @@ t.test("reset: DEVICE_RESET drops pending work and clears registers and buffer",
   t.equal(await h.r32(Reg.IRQ_STATUS), 0);
   t.equal(await h.r32(Reg.DMA_CMD), 0);
   t.equal(await h.r64(Reg.DMA_SRC), 0n);
-  t.same(eduOf(h.device).buffer.subarray(0, 16), new Uint8Array(16), "the DMA never ran");
-  t.equal(eduOf(h.device).stats.dmaTransfers, 0);
+  t.same(h.device.behaviour.buffer.subarray(0, 16), new Uint8Array(16), "the DMA never ran");
+  t.equal(h.device.behaviour.stats.dmaTransfers, 0);
   await h.close();
 });

@@ -14,7 +14,6 @@ import t from "tap";
 import { parseControlLine, parseInputMask } from "../../devices/gpio-idio16/control.ts";
 import {
   gpioIdio16,
-  gpioIdio16Of,
   IDIO16_BAR,
   type Idio16Behaviour,
   IrqStatus,
@@ -23,6 +22,7 @@ import {
 import { Errno } from "../../protocol/index.ts";
 import {
   createMemoryPair,
+  DeviceDma,
   type DeviceFactory,
   DeviceFlag,
   IrqInfoFlag,
@@ -38,6 +38,7 @@ import {
   Server,
   SinkLogger,
   serveConnection,
+  silentLogger,
   VfioUserClient,
 } from "../../src/index.ts";
 import { startCliServer, waitFor } from "../helpers/cli-server.ts";
@@ -49,7 +50,7 @@ type Transport = "memory" | "socket";
 
 interface Harness {
   client: VfioUserClient;
-  device: PciDevice;
+  device: PciDevice<Idio16Behaviour>;
   gpio: Idio16Behaviour;
   logs: MemorySink;
   read8(offset: number): Promise<number>;
@@ -76,7 +77,7 @@ function num(bytes: Uint8Array): number {
 async function serve(transport: Transport, options: Record<string, string> = {}): Promise<Harness> {
   const logs = new MemorySink();
   const log = new SinkLogger(logs, "debug");
-  let device: PciDevice | undefined;
+  let device: PciDevice<Idio16Behaviour> | undefined;
   const make: DeviceFactory = (dma) => {
     device = new PciDevice(gpioIdio16, { dma, log, options });
     return device;
@@ -117,7 +118,7 @@ async function serve(transport: Transport, options: Record<string, string> = {})
   const h: Harness = {
     client,
     device: device!,
-    gpio: gpioIdio16Of(device!),
+    gpio: device!.behaviour,
     logs,
     read8: async (offset) => (await h.client.regionRead(BAR, offset, 1))[0]!,
     write8: (offset, value) => h.client.regionWrite(BAR, offset, le(value, 1)),
@@ -431,23 +432,16 @@ for (const transport of ["memory", "socket"] as const) {
   });
 }
 
-t.test("gpioIdio16Of refuses a device that is not a gpio-idio16", async (t) => {
-  const h = await serve("memory");
-  t.teardown(h.close);
-  const fake = { name: "other", pci: {} } as unknown as PciDevice;
-  t.throws(() => gpioIdio16Of(fake), /other is not a gpio-idio16 device/);
-});
-
 t.test("bad --set inputs values are refused when the device is created", async (t) => {
   for (const bad of ["0x10000", "-1", "abc", "1.5", ""]) {
     t.throws(
       () =>
         new PciDevice(gpioIdio16, {
-          dma: null as never,
+          dma: new DeviceDma(silentLogger),
           log: new SinkLogger(new MemorySink()),
           options: { inputs: bad },
         }),
-      /is not an input mask 0-0xffff/,
+      /device gpio-idio16: option inputs=.* is refused \(.*\); it takes integer 0x0-0xffff/,
       `inputs=${JSON.stringify(bad)}`,
     );
   }
@@ -529,7 +523,7 @@ t.test("the control FIFO: an existing FIFO is kept; a regular file is refused", 
   t.throws(
     () =>
       new PciDevice(gpioIdio16, {
-        dma: null as never,
+        dma: new DeviceDma(silentLogger),
         log: new SinkLogger(new MemorySink()),
         options: { control: plain },
       }),

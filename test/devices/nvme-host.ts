@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Test } from "tap";
-import { nvme } from "../../devices/nvme/index.ts";
+import { type NvmeBehaviour, nvme } from "../../devices/nvme/index.ts";
 import {
   type ClientMemory,
   createMemoryPair,
@@ -78,7 +78,7 @@ export class NvmeHost {
   readonly disk: string;
   readonly logs = new MemorySink();
   client!: VfioUserClient;
-  device!: PciDevice;
+  device!: PciDevice<NvmeBehaviour>;
   mem!: ClientMemory;
   #ended!: Promise<void>;
   readonly queues = new Map<number, QueuePair>();

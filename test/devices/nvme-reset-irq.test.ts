@@ -6,7 +6,6 @@
 // AER).
 import { readFileSync } from "node:fs";
 import t, { type Test } from "tap";
-import { nvmeOf } from "../../devices/nvme/index.ts";
 import { Status } from "../../devices/nvme/spec.ts";
 import {
   ExpressCap,
@@ -122,13 +121,13 @@ t.test(
     }
     t.ok(ptr, "Express capability");
     const devctl = ptr + ExpressCap.DEVCTL;
-    const before = nvmeOf(h.device).generation;
+    const before = h.device.behaviour.controller.generation;
     const cur = (await h.client.regionRead(PciRegion.CONFIG, devctl, 2)) as Uint8Array;
     const v = (cur[0]! | (cur[1]! << 8) | ExpressDevCtl.BCR_FLR) & 0xffff;
     await h.client.regionWrite(PciRegion.CONFIG, devctl, Uint8Array.of(v & 0xff, v >> 8));
     await tick();
     t.equal(h.device.pci.resets.flr, 1, "an FLR");
-    t.ok(nvmeOf(h.device).generation > before, "the controller reset");
+    t.ok(h.device.behaviour.controller.generation > before, "the controller reset");
     // Config space is at power-on: memory decoding and bus mastering are off again.
     const cmd = await h.client.regionRead(PciRegion.CONFIG, PciHeader.COMMAND, 2);
     t.equal(cmd[0]! & (PciCommand.MEMORY | PciCommand.MASTER), 0, "Command register cleared");
@@ -142,7 +141,7 @@ t.test(
     t.equal(await h.r32(0x24), 0, "AQA 0");
     t.equal(await h.r64(0x28), 0n, "ASQ 0");
     t.equal(await h.r64(0x30), 0n, "ACQ 0");
-    t.equal(nvmeOf(h.device).sqs.size, 0, "no queues");
+    t.equal(h.device.behaviour.controller.sqs.size, 0, "no queues");
     await h.w32(0x1000 + 2 * h.stride, 3); // a doorbell of the old I/O queue: ignored
     h.abandon();
     // Usable again: enable, queues, the data written before the FLR reads back.
@@ -163,7 +162,7 @@ t.test("Abort cannot abort: DW0 bit 0 = 1; AERs stay outstanding until reset", a
   void aer1.then(() => aersDone++);
   void aer2.then(() => aersDone++);
   await tick(20);
-  const aerCids = nvmeOf(h.device).aers.slice();
+  const aerCids = h.device.behaviour.controller.aers.slice();
   t.equal(aerCids.length, 2, "two AERs held");
   // Abort naming a held AER (SQID 0, its CID): best effort, not aborted; the AER stays.
   let c = await h.admin({ opc: 0x08, cdw10: 0 | (aerCids[0]! << 16) });
@@ -177,10 +176,10 @@ t.test("Abort cannot abort: DW0 bit 0 = 1; AERs stay outstanding until reset", a
   t.same([c.status, c.dw0 & 1], [Status.SUCCESS, 1], "Abort of an unknown command: not aborted");
   await tick(20);
   t.equal(aersDone, 0, "the AERs are still outstanding");
-  t.equal(nvmeOf(h.device).aers.length, 2);
+  t.equal(h.device.behaviour.controller.aers.length, 2);
   // A controller reset drops them (the host abandons its waiters).
   await h.w32(0x14, 0);
   await h.waitCsts(1, 0);
-  t.equal(nvmeOf(h.device).aers.length, 0, "dropped at reset");
+  t.equal(h.device.behaviour.controller.aers.length, 0, "dropped at reset");
   h.abandon();
 });

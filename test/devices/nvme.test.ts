@@ -5,9 +5,9 @@
 // Error, reset in the middle of I/O, shadow doorbells, MSI-X, and the data in the file afterwards.
 import { readFileSync } from "node:fs";
 import t, { type Test } from "tap";
-import { nvmeOf, parseSize } from "../../devices/nvme/index.ts";
+import { nvme } from "../../devices/nvme/index.ts";
 import { Status } from "../../devices/nvme/spec.ts";
-import { PciIrq } from "../../src/index.ts";
+import { PciIrq, resolveOptions } from "../../src/index.ts";
 import { Layout, NvmeHost } from "./nvme-host.ts";
 
 const S = Status;
@@ -167,13 +167,13 @@ t.test("features, log pages, AER, abort", async (t) => {
   const aers = [0, 1, 2, 3].map(() => h.admin({ opc: 0x0c }));
   c = await h.admin({ opc: 0x0c });
   t.equal(c.status, S.AER_LIMIT_EXCEEDED, "fifth AER");
-  t.equal(nvmeOf(h.device).aers.length, 4, "four held");
+  t.equal(h.device.behaviour.controller.aers.length, 4, "four held");
   c = await h.admin({ opc: 0x08, cdw10: 0 | (1 << 16) });
   t.same([c.status, c.dw0 & 1], [0, 1], "Abort: not aborted");
   // A reset drops them (no completion ever comes).
   await h.w32(0x14, 0);
   await h.waitCsts(1, 0);
-  t.equal(nvmeOf(h.device).aers.length, 0, "dropped at reset");
+  t.equal(h.device.behaviour.controller.aers.length, 0, "dropped at reset");
   h.abandon();
   void aers;
 });
@@ -298,7 +298,7 @@ t.test("I/O: PRPs, SGLs, errors, DMA faults, file contents", async (t) => {
   t.equal(c.status, S.DATA_TRANSFER_ERROR, "unmapped PRP1: data transfer error");
   c = await h.rw(1, true, 0, 16, D, { prp2: 0x7000_0000n });
   t.equal(c.status, S.DATA_TRANSFER_ERROR, "unmapped PRP list");
-  t.ok(nvmeOf(h.device).counters.dmaErrors >= 2, "counted");
+  t.ok(h.device.behaviour.controller.counters.dmaErrors >= 2, "counted");
   t.same(
     readFileSync(h.disk).subarray(0, 8192),
     Buffer.from(data.subarray(0, 8192)),
@@ -389,10 +389,10 @@ t.test("shadow doorbells: Doorbell Buffer Config, event indices, fewer MMIO writ
   await new Promise((r) => setTimeout(r, 50));
   const q = h.queues.get(1)!;
   h.view.setUint32(Layout.EIS + 2 * h.stride, (q.sqTail + 5) & 0xffff, true); // "do not ring me"
-  const pollsBefore = nvmeOf(h.device).counters.shadowPolls;
+  const pollsBefore = h.device.behaviour.controller.counters.shadowPolls;
   const c = await h.rw(1, false, 0, 1, D);
   t.equal(c.status, 0, "completed without an MMIO doorbell");
-  t.ok(nvmeOf(h.device).counters.shadowPolls > pollsBefore, "found by a shadow poll");
+  t.ok(h.device.behaviour.controller.counters.shadowPolls > pollsBefore, "found by a shadow poll");
 });
 
 t.test("MSI-X: one vector per completion queue", async (t) => {
@@ -438,13 +438,34 @@ t.test("options: lba=4096, a disk that exists keeps its data, bad options", asyn
   );
 });
 
-t.test("size option parsing", async (t) => {
-  t.equal(parseSize("64M"), 64 << 20);
-  t.equal(parseSize("1G"), 2 ** 30);
-  t.equal(parseSize("4096"), 4096);
-  t.throws(() => parseSize("lots"), /not a number/);
+t.test("options: kinds checked, defaults filled in", async (t) => {
+  t.same(resolveOptions(nvme, {}), {
+    size: 64 * 2 ** 20,
+    lba: "512",
+    dstrd: 0,
+    queues: 8,
+    holdpoll: true,
+    syncio: "on",
+  });
+  t.same(resolveOptions(nvme, { size: "1G", lba: "4096", queues: "16", holdpoll: "off" }).size, 2 ** 30);
+  const refused: [Record<string, string>, RegExp][] = [
+    [{ size: "lots" }, /size=lots is refused \(not a size\)/],
+    [{ size: "5000" }, /size=5000 is refused \(not a multiple of 4096\)/],
+    [{ lba: "1024" }, /lba=1024 is refused \(not one of the values\); it takes 512\|4096/],
+    [{ dstrd: "5" }, /dstrd=5 is refused \(out of range\); it takes integer 0-4/],
+    [{ queues: "0" }, /queues=0 is refused \(out of range\); it takes integer 1-16/],
+    [
+      { syncio: "sometimes" },
+      /syncio=sometimes is refused \(not one of the values\); it takes on\|reads\|off/,
+    ],
+    [
+      { disk: "/nonexistent-dir/disk.img" },
+      /disk=\/nonexistent-dir\/disk.img is refused \(directory \/nonexistent-dir does not exist\)/,
+    ],
+  ];
+  for (const [given, message] of refused)
+    t.throws(() => resolveOptions(nvme, given), message, JSON.stringify(given));
 });
-
 t.test("dispose logs the counters as JSON on one info line (read by the guest benchmark)", async (t) => {
   const h = await ready(t);
   await h.createQueues(1);

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import t, { type Test } from "tap";
-import { gpioIdio16, gpioIdio16Of, IDIO16_BAR, Reg } from "../../devices/gpio-idio16/index.ts";
+import { gpioIdio16, IDIO16_BAR, type Idio16Behaviour, Reg } from "../../devices/gpio-idio16/index.ts";
 import {
   DeviceDma,
   dumpConfigSpace,
@@ -61,7 +61,7 @@ function lspci(dump: string): string {
   }
 }
 
-function newDevice(): PciDevice {
+function newDevice(): PciDevice<Idio16Behaviour> {
   return new PciDevice(gpioIdio16, { dma: new DeviceDma(silentLogger), log: silentLogger });
 }
 
@@ -94,7 +94,7 @@ if (!haveLspci) {
     await cfg(PciHeader.INTERRUPT_LINE, 1, 10);
     await cfg(PciHeader.COMMAND, 2, PciCommand.IO);
     await dev.read(IDIO16_BAR, BigInt(Reg.IRQ_CTL), 1); // reading 0x2 enables the card's IRQ
-    gpioIdio16Of(dev).setInput(7, true);
+    dev.behaviour.setInput(7, true);
     const out = lspci(await dumpConfigSpace(dev, { slot: "00:01.0" }));
     golden(t, "gpio-idio16-configured.lspci.txt", out);
     t.match(out, /Control: I\/O\+ Mem- BusMaster-/, "I/O decode on");

@@ -324,7 +324,7 @@ t.test("the server-side API and the inputs option", async (t) => {
   for (const bad of ["0x100", "-1", "pin3", "1.5"]) {
     await t.rejects(
       servePlatform(pl061, "memory", { options: { inputs: bad } }),
-      /inputs must be a pin mask/,
+      /device pl061: option inputs=.* is refused \(.*\); it takes integer 0x0-0xff/,
       bad,
     );
   }

@@ -10,9 +10,9 @@ import { Errno } from "../../protocol/index.ts";
 import {
   createMemoryPair,
   Device,
+  type DeviceDefinition,
   DeviceFlag,
   type DeviceSetup,
-  defineDevice,
   definePlatformDevice,
   describeDevice,
   formatDescriptionJson,
@@ -241,7 +241,7 @@ t.test("describeDevice", async (t) => {
   );
   t.equal(s.deviceTreeRegion, null);
 
-  const pci = defineDevice({ ...scratchpad, name: "some-pci", bus: "pci" });
+  const pci: DeviceDefinition = { ...scratchpad, name: "some-pci", bus: "pci" };
   t.throws(() => describeDevice(pci), /PCI device: its config space describes it/);
 
   const json = JSON.parse(formatDescriptionJson(describeDevice(definePlatformDevice(widgetSpec()))));

@@ -18,12 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import t, { type Test } from "tap";
 import { decodePng } from "../../../devices/bochs-display/framebuffer.ts";
-import {
-  type BochsDisplayBehaviour,
-  bochsDisplay,
-  bochsDisplayOf,
-  MMIO_BAR,
-} from "../../../devices/bochs-display/index.ts";
+import { type BochsDisplayBehaviour, bochsDisplay, MMIO_BAR } from "../../../devices/bochs-display/index.ts";
 import { bootGuest, buildInitramfs, setupChroot } from "../../../scripts/qemu/boot.mjs";
 import {
   bochsInit,
@@ -90,7 +85,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
     const sink = new CountingSink();
     const log = new SinkLogger(sink, "debug");
     const server = new Server({ log });
-    let device: PciDevice | undefined;
+    let device: PciDevice<BochsDisplayBehaviour> | undefined;
     const seq: number[] = [];
     server.listen(
       (dma, devLog) => {
@@ -117,7 +112,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
         onWait: async (token) => {
           if (token !== "screen") return;
           // fbdev copies its shadow buffer to VRAM from a worker: wait until the title is there.
-          const b = bochsDisplayOf(device!);
+          const b = device!.behaviour;
           const end = Date.now() + 20_000;
           for (;;) {
             try {
@@ -134,7 +129,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
           b.savePng(ARTIFACT);
         },
       });
-      const bochs = bochsDisplayOf(device!);
+      const bochs = device!.behaviour;
       return {
         r,
         counts: sink.commands,

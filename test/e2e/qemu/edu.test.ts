@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
-import { edu, eduOf } from "../../../devices/edu/index.ts";
+import { type EduBehaviour, edu } from "../../../devices/edu/index.ts";
 import { bootGuest, buildInitramfs, setupChroot } from "../../../scripts/qemu/boot.mjs";
 import {
   Command,
@@ -180,7 +180,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
     const logs = new MemorySink();
     const log = new SinkLogger(logs, "info");
     const server = new Server({ log });
-    let device: PciDevice | undefined;
+    let device: PciDevice<EduBehaviour> | undefined;
     let deviceDma: DeviceDma | undefined;
     const ep = server.listen(
       (dma, devLog) => {
@@ -217,7 +217,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
         extraAppend: RESERVE,
         timeoutMs: 120_000,
       });
-      const e = eduOf(device!);
+      const e = device!.behaviour;
       return {
         r,
         wire,

@@ -11,12 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
-import {
-  gpioIdio16,
-  gpioIdio16Of,
-  IDIO16_BAR,
-  type Idio16Behaviour,
-} from "../../../devices/gpio-idio16/index.ts";
+import { gpioIdio16, IDIO16_BAR, type Idio16Behaviour } from "../../../devices/gpio-idio16/index.ts";
 import { bootGuest, buildInitramfs, setupChroot } from "../../../scripts/qemu/boot.mjs";
 import { IrqSetFlag, MemorySink, PciDevice, Server, SinkLogger } from "../../../src/index.ts";
 
@@ -164,7 +159,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
       const logs = new MemorySink();
       const log = new SinkLogger(logs, "info");
       const server = new Server({ log });
-      let device: PciDevice | undefined;
+      let device: PciDevice<Idio16Behaviour> | undefined;
       server.listen(
         (dma, devLog) => {
           device = new PciDevice(gpioIdio16, { dma, log: devLog, options: { inputs: "0x0001" } });
@@ -174,7 +169,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
       );
       t.teardown(() => server.close());
       const dev = device!;
-      const gpio: Idio16Behaviour = gpioIdio16Of(dev);
+      const gpio: Idio16Behaviour = dev.behaviour;
 
       // What QEMU does with the interrupt: every SET_IRQS, every eventfd signal, every BAR2 access.
       let phase = "boot";

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
-import { nvme, nvmeOf } from "../../../devices/nvme/index.ts";
+import { type NvmeBehaviour, nvme } from "../../../devices/nvme/index.ts";
 import { bootGuest, buildInitramfs, setupChroot } from "../../../scripts/qemu/boot.mjs";
 import { MemorySink, PciDevice, Server, SinkLogger } from "../../../src/index.ts";
 
@@ -99,7 +99,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
         const logs = new MemorySink();
         const log = new SinkLogger(logs, "info");
         const server = new Server({ log });
-        let device: PciDevice | undefined;
+        let device: PciDevice<NvmeBehaviour> | undefined;
         server.listen(
           (dma, devLog) => {
             device = new PciDevice(nvme, { dma, log: devLog, options: { disk, size: k.size, lba: k.lba } });
@@ -143,7 +143,7 @@ if (process.env.VFU_SKIP_QEMU === "1") {
           );
           t.comment(`${k.ram} ${mode}: ${r.durationMs} ms; guest lines:\n${vfu.join("\n")}`);
         }
-        const c = nvmeOf(device!);
+        const c = device!.behaviour.controller;
         t.comment(
           `${k.ram}: counters ${JSON.stringify(c.counters)}, namespace ${JSON.stringify(c.ns.stats)}`,
         );
