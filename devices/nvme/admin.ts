@@ -217,7 +217,7 @@ async function deleteCq(c: NvmeController, sqe: Uint8Array): Promise<CommandResu
   if (cq.sqs.size > 0) throw new NvmeStatus(Status.INVALID_QUEUE_DELETION, `CQ ${qid} still has SQs`);
   c.cqs.delete(qid);
   cq.ring.release();
-  if (cq.ien) c.ctx.irq.lower(Math.min(cq.iv, c.opts.vectors - 1));
+  if (cq.ien) c.irqs.lower(cq.iv);
   return { status: Status.SUCCESS };
 }
 

@@ -9,39 +9,16 @@
 // until the namespace file is fdatasync'ed, then "complete". FLR and DEVICE_RESET reset the
 // registers too.
 //
-// Processing: a doorbell write (a trapped REGION_WRITE) only records the new index and schedules
-// the pump with setImmediate: the handler never waits for DMA (QEMU blocks in its write until we
-// reply, and it serves our DMA requests on the same connection). The pump fetches commands from
-// every submission queue, admin commands one at a time, I/O commands concurrently; each completes
-// out of the handler by queueing its completion; the completions queued in one event-loop pass
-// are posted together (setImmediate) and the CQ's vector is raised once for them.
-//
-// Shadow doorbells (Doorbell Buffer Config): for I/O queues the host writes new tails/heads in a
-// guest page and rings the MMIO doorbell only when the index passes the event index we publish.
-// We publish "the tail we have consumed" only when the queue is idle (empty, nothing in flight),
-// so the host rings once per burst after we went idle; while busy, every completion pass re-reads
-// the shadow tails. When the host keeps a queue (two or more commands found in one pass, or two
-// or more completions it has not consumed) an idle SQ holds its event index instead and the poll
-// timer (1 ms) looks at the shadow again; only a timer pass that finds nothing new publishes. A
-// guest at queue depth 16 then submits without MMIO doorbells and takes its completions in
-// larger batches under fewer interrupts (see the README's guest benchmark); a lone command
-// (queue depth 1) publishes at once. After publishing we re-read the shadow (a submission racing
-// the publish is seen), and poll the shadow on the timer besides (1 ms after activity, backing
-// off to 64 ms). The shadow pages and the rings are read and written through mapped views when
-// guest memory is fd-backed (synchronously), else through DMA messages.
-import {
-  type DmaApi,
-  DmaFault,
-  type DmaSgList,
-  type DmaView,
-  type PciDeviceContext,
-} from "../../src/index.ts";
-import { handleAdmin } from "./admin.ts";
-import { handleIo } from "./io.ts";
+// Commands are fetched and run by the pump (pump.ts); completions are posted here, in batches,
+// and the CQ's vector raised once per batch (interrupts.ts); shadow doorbells are shadow.ts.
+import { type Clock, type DmaApi, DmaFault, type DmaSgList, type PciDeviceContext } from "../../src/index.ts";
+import { CqInterrupts } from "./interrupts.ts";
 import type { Namespace } from "./namespace.ts";
 import { PageLists } from "./page-lists.ts";
+import { CommandPump, type KickReason } from "./pump.ts";
 import { CompletionQueue, SubmissionQueue } from "./queues.ts";
-import { Cc, Csts, NVME_VERSION, NvmeStatus, PAGE_SIZE, Reg, SQE_SIZE, Status } from "./spec.ts";
+import { ShadowDoorbells } from "./shadow.ts";
+import { Cc, Csts, NVME_VERSION, NvmeStatus, PAGE_SIZE, Reg, Status } from "./spec.ts";
 
 export interface ControllerOptions {
   /** Doorbell stride: 4 << dstrd bytes. */
@@ -89,12 +66,6 @@ function defaultFeatures(): Features {
   };
 }
 
-const POLL_MIN_MS = 1;
-/** Commands in one pass (or completions the host has not consumed) that make an idle SQ wait
- * one poll tick before it publishes its event index. */
-const HOLD_MIN_BURST = 2;
-const POLL_MAX_MS = 64;
-
 export class NvmeController {
   readonly ctx: PciDeviceContext;
   readonly dma: DmaApi;
@@ -106,7 +77,6 @@ export class NvmeController {
   aqa = 0;
   asq = 0n;
   acq = 0n;
-  intms = 0;
   /** Moves on at every reset: work of an older generation posts nothing. */
   generation = 0;
   readonly sqs = new Map<number, SubmissionQueue>();
@@ -115,7 +85,7 @@ export class NvmeController {
   /** Held Asynchronous Event Requests (command ids on the admin queue). */
   readonly aers: number[] = [];
   /** Shadow doorbell and event index buffers (Doorbell Buffer Config), or null. */
-  dbbuf: { dbs: bigint; eis: bigint; dbsView: DmaView | null; eisView: DmaView | null } | null = null;
+  dbbuf: ShadowDoorbells | null = null;
   readonly counters = {
     mmioDoorbells: 0,
     shadowPolls: 0,
@@ -134,16 +104,6 @@ export class NvmeController {
     turnaroundUs: 0,
     turnarounds: 0,
   };
-  #lastIrq = 0;
-  #kickReason: "mmio" | "completion" | "timer" | null = null;
-  #pumpReason: "mmio" | "completion" | "timer" | null = null;
-  /** A submission queue went idle after a burst and keeps its event index for a timer tick. */
-  #holding = false;
-  #scheduled = false;
-  #running = false;
-  #again = false;
-  #poll: { cancel(): void } | null = null;
-  #pollMs = POLL_MIN_MS;
   #idle: Promise<void> = Promise.resolve();
 
   /** Zero-copy transfers in flight, with the lists whose pages the file I/O uses. */
@@ -151,10 +111,18 @@ export class NvmeController {
   readonly #unsubscribe: () => void;
   /** Guest data pages' lists kept across commands (page-lists.ts). */
   readonly pages: PageLists;
+  /** Completion interrupts and the INTMS/INTMC mask (interrupts.ts). */
+  readonly irqs: CqInterrupts;
+  /** Command fetch (pump.ts). */
+  readonly pump: CommandPump;
+  readonly #clock: Clock;
 
   constructor(ctx: PciDeviceContext, ns: Namespace, opts: ControllerOptions) {
     this.ctx = ctx;
     this.dma = ctx.dma;
+    this.#clock = ctx.clock;
+    this.irqs = new CqInterrupts(ctx.irq, opts.vectors, ctx.clock, this.counters);
+    this.pump = new CommandPump(this);
     // An unmap waits for the file I/O still using its pages (a pool thread writes into them).
     this.pages = new PageLists(ctx.dma);
     this.#unsubscribe = ctx.dma.onUnmap((ev) => {
@@ -193,9 +161,9 @@ export class NvmeController {
       case Reg.CAP:
         return this.cap;
       case Reg.VS: // VS | INTMS
-        return lohi(NVME_VERSION, this.intms);
+        return lohi(NVME_VERSION, this.irqs.mask);
       case Reg.INTMC: // INTMC | CC
-        return lohi(this.intms, this.cc);
+        return lohi(this.irqs.mask, this.cc);
       case 0x18: // reserved | CSTS
         return lohi(0, this.csts);
       case 0x20: // NSSR | AQA
@@ -223,12 +191,12 @@ export class NvmeController {
     }
     switch (offset) {
       case Reg.INTMS:
-        this.intms = (this.intms | value) >>> 0;
-        this.#syncLevels();
+        this.irqs.mask = (this.irqs.mask | value) >>> 0;
+        this.irqs.syncLevels(this.cqs);
         return;
       case Reg.INTMC:
-        this.intms = (this.intms & ~value) >>> 0;
-        this.#syncLevels();
+        this.irqs.mask = (this.irqs.mask & ~value) >>> 0;
+        this.irqs.syncLevels(this.cqs);
         return;
       case Reg.CC:
         this.#writeCc(value);
@@ -313,15 +281,14 @@ export class NvmeController {
     }
     for (const cq of this.cqs.values()) {
       cq.ring.release();
-      if (cq.ien) this.ctx.irq.lower(this.#vector(cq.iv));
+      if (cq.ien) this.irqs.lower(cq.iv);
     }
     this.sqs.clear();
     this.cqs.clear();
     this.aers.length = 0;
     this.#releaseDbbuf();
     this.pages.clear();
-    this.#poll?.cancel();
-    this.#poll = null;
+    this.pump.cancelPoll();
     this.features = defaultFeatures();
     return Promise.allSettled(inflight).then(() => undefined);
   }
@@ -346,7 +313,7 @@ export class NvmeController {
     this.aqa = 0;
     this.asq = 0n;
     this.acq = 0n;
-    this.intms = 0;
+    this.irqs.mask = 0;
     await settled;
     await this.#idle;
   }
@@ -373,160 +340,13 @@ export class NvmeController {
 
   #cqHead(cq: CompletionQueue, head: number): void {
     cq.head = head;
-    if (!cq.outstanding && cq.ien) this.#syncVector(cq.iv);
+    if (!cq.outstanding && cq.ien) this.irqs.syncVector(cq.iv, this.cqs.values());
     if (cq.pending.length > 0) void this.#flushCq(cq);
   }
 
   /** Schedule the pump (never runs it inside the caller). */
-  kick(reason: "mmio" | "completion" | "timer" | null = null): void {
-    this.#kickReason ??= reason;
-    this.#again = true;
-    if (this.#scheduled || this.#running) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.#pump();
-    });
-  }
-
-  async #pump(): Promise<void> {
-    if (this.#running) return;
-    this.#running = true;
-    let worked = false;
-    this.#holding = false;
-    try {
-      while (this.#again) {
-        this.#again = false;
-        this.#pumpReason = this.#kickReason;
-        this.#kickReason = null;
-        this.ns.beginPass();
-        for (const sq of [...this.sqs.values()]) {
-          if (await this.#drain(sq)) worked = true;
-        }
-      }
-    } finally {
-      this.#running = false;
-    }
-    if (this.dbbuf) this.#schedulePoll(worked || this.#holding);
-  }
-
-  #schedulePoll(active: boolean): void {
-    this.#poll?.cancel();
-    this.#pollMs = active ? POLL_MIN_MS : Math.min(this.#pollMs * 2, POLL_MAX_MS);
-    const gen = this.generation;
-    this.#poll = this.ctx.clock.setTimeout(() => {
-      this.#poll = null;
-      if (gen !== this.generation || !this.dbbuf) return;
-      this.counters.shadowPolls++;
-      this.kick("timer");
-    }, this.#pollMs);
-  }
-
-  /** Fetch and start every command up to the tail; true when any was fetched. */
-  async #drain(sq: SubmissionQueue): Promise<boolean> {
-    const gen = this.generation;
-    let worked = false;
-    for (;;) {
-      if (sq.deleted || gen !== this.generation) return worked;
-      if (this.dbbuf && sq.id > 0) {
-        const r = this.#shadowRead(sq.id * 2);
-        const shadow = r instanceof Promise ? await r : r;
-        if (shadow === null || gen !== this.generation || sq.deleted) return worked;
-        if (shadow < sq.size) sq.tail = shadow;
-      }
-      if (sq.empty) {
-        if (!this.dbbuf || sq.id === 0) return worked;
-        // Publish the event index only once the queue is idle: while commands are in flight the
-        // host keeps writing only the shadow tail (no MMIO doorbell), and every completion pass
-        // kicks the pump, which re-reads it. Once idle, publish what we consumed and re-read the
-        // shadow (a submission racing the publish is seen).
-        if (sq.inflight.size > 0 || sq.published === sq.tail) return worked;
-        // When the host keeps a queue (HOLD_MIN_BURST or more commands found in one pass, or as
-        // many completions it has not consumed yet) it will submit again soon:
-        // keep the event index where it is (no MMIO doorbell) and look at the shadow again on the
-        // next timer tick; only a timer pass that finds nothing new publishes. A lone command
-        // (queue depth 1: one completion outstanding) publishes at once.
-        if (
-          this.opts.holdPoll &&
-          (sq.lastBatch >= HOLD_MIN_BURST || this.#unconsumed(sq) >= HOLD_MIN_BURST) &&
-          (worked || this.#pumpReason !== "timer")
-        ) {
-          this.#holding = true;
-          return worked;
-        }
-        sq.published = sq.tail;
-        const w = this.#shadowWrite(sq.id * 2, sq.tail);
-        if (w) await w;
-        continue;
-      }
-      while (!sq.empty) {
-        const count = sq.tail > sq.head ? sq.tail - sq.head : sq.size - sq.head;
-        let batch: Uint8Array;
-        try {
-          const r = sq.ring.read(sq.head, count);
-          batch = r instanceof Promise ? await r : r;
-        } catch (err) {
-          this.#fatal(`fetching from SQ ${sq.id}`, err);
-          return worked;
-        }
-        if (sq.deleted || gen !== this.generation) return worked;
-        sq.lastBatch = count;
-        for (let i = 0; i < count; i++) {
-          sq.head = (sq.head + 1) % sq.size;
-          const sqe = batch.subarray(i * SQE_SIZE, (i + 1) * SQE_SIZE);
-          worked = true;
-          this.counters.commands++;
-          this.#found();
-          if (sq.id === 0) await this.#run(sq, sqe);
-          else void this.#run(sq, sqe);
-        }
-      }
-      if (!this.dbbuf || sq.id === 0) return worked;
-    }
-  }
-
-  /** Completions posted on the SQ's CQ that the host has not consumed (its shadow head), or 0
-   * when the shadow is not mapped. */
-  #unconsumed(sq: SubmissionQueue): number {
-    const cq = this.cqs.get(sq.cqid);
-    if (!cq) return 0;
-    const head = this.#shadowRead(cq.id * 2 + 1);
-    if (typeof head !== "number" || head >= cq.size) return 0;
-    return (cq.tail - head + cq.size) % cq.size;
-  }
-
-  #found(): void {
-    const c = this.counters;
-    const r = this.#pumpReason;
-    if (r === "mmio") c.foundByMmio++;
-    else if (r === "completion") c.foundByCompletion++;
-    else if (r === "timer") c.foundByTimer++;
-    if (this.#lastIrq > 0) {
-      c.turnaroundUs += (performance.now() - this.#lastIrq) * 1000;
-      c.turnarounds++;
-      this.#lastIrq = 0;
-    }
-  }
-
-  #run(sq: SubmissionQueue, sqe: Uint8Array): Promise<void> {
-    const gen = this.generation;
-    const t0 = performance.now();
-    const cid = sqe[2]! | (sqe[3]! << 8);
-    const p = (async () => {
-      let r: CommandResult | null;
-      try {
-        const flags = sqe[1]!;
-        if ((flags & 3) !== 0) throw new NvmeStatus(Status.INVALID_FIELD, "fused commands");
-        r = sq.id === 0 ? await handleAdmin(this, sqe) : await handleIo(this, sqe);
-      } catch (err) {
-        r = { status: this.statusOf(err) };
-      }
-      this.counters.serviceUs += (performance.now() - t0) * 1000;
-      if (r && gen === this.generation && !sq.deleted) this.complete(sq, cid, r);
-    })();
-    sq.inflight.add(p);
-    void p.finally(() => sq.inflight.delete(p));
-    return p;
+  kick(reason: KickReason = null): void {
+    this.pump.kick(reason);
   }
 
   /** The status a thrown error stands for: NvmeStatus as is, DMA faults as Data Transfer Error. */
@@ -540,7 +360,8 @@ export class NvmeController {
     return Status.INTERNAL_ERROR;
   }
 
-  #fatal(what: string, err: unknown): void {
+  /** The controller hit an error it cannot report in a completion: CSTS.CFS. */
+  fatal(what: string, err: unknown): void {
     this.ctx.log.warn(`nvme: controller fatal status: ${what}: ${(err as Error)?.message ?? err}`);
     this.csts |= Csts.CFS;
   }
@@ -550,7 +371,7 @@ export class NvmeController {
   complete(sq: SubmissionQueue, cid: number, r: CommandResult): void {
     const cq = this.cqs.get(sq.cqid);
     if (!cq) return;
-    cq.pending.push({ dw0: r.dw0 ?? 0, sqid: sq.id, cid, status: r.status, sq, t: performance.now() });
+    cq.pending.push({ dw0: r.dw0 ?? 0, sqid: sq.id, cid, status: r.status, sq, t: this.#clock.now() });
     if (cq.flushScheduled) return;
     // Post in the check phase: every command that completed in this event-loop pass (all the
     // pool callbacks of one poll phase) goes out together under one interrupt, which covers
@@ -577,7 +398,7 @@ export class NvmeController {
       }
       if (cq.full) break;
       const c = cq.pending.shift()!;
-      this.counters.postUs += (performance.now() - c.t) * 1000;
+      this.counters.postUs += (this.#clock.now() - c.t) * 1000;
       const w = cq.write(c);
       if (w) writes.push(w);
       posted++;
@@ -587,112 +408,47 @@ export class NvmeController {
       try {
         await Promise.all(writes);
       } catch (err) {
-        this.#fatal(`posting to CQ ${cq.id}`, err);
+        this.fatal(`posting to CQ ${cq.id}`, err);
         return;
       }
     }
     if (gen !== this.generation || this.cqs.get(cq.id) !== cq) return;
-    if (cq.ien) this.#signal(cq.iv);
+    if (cq.ien) this.irqs.signal(cq.iv);
     // With shadow doorbells the host does not ring while we are busy: look at the tails again.
     if (this.dbbuf) this.kick("completion");
   }
 
-  /** The vector `raise` takes: MSI-X/INTx use the CQ's vector; beyond the table, the last. */
-  #vector(iv: number): number {
-    return Math.min(iv, this.opts.vectors - 1);
-  }
-
-  #signal(iv: number): void {
-    const mode = this.ctx.irq.mode;
-    if (mode !== "msix" && this.intms & (1 << iv)) return; // masked; INTMC raises it later
-    this.counters.interrupts++;
-    this.#lastIrq = performance.now();
-    this.ctx.irq.raise(this.#vector(iv));
-  }
-
-  /** INTx (a level): asserted while any unmasked vector has completions the host has not consumed. */
-  #syncVector(iv: number): void {
-    if (this.ctx.irq.mode === "msix") return;
-    for (const cq of this.cqs.values()) {
-      if (cq.iv === iv && cq.ien && cq.outstanding && !(this.intms & (1 << iv))) return;
-    }
-    this.ctx.irq.lower(this.#vector(iv));
-  }
-
-  #syncLevels(): void {
-    if (this.ctx.irq.mode === "msix") return;
-    const ivs = new Set([...this.cqs.values()].filter((c) => c.ien).map((c) => c.iv));
-    for (const iv of ivs) {
-      const pending = [...this.cqs.values()].some((c) => c.iv === iv && c.ien && c.outstanding);
-      if (pending && !(this.intms & (1 << iv))) this.#signal(iv);
-      else this.#syncVector(iv);
-    }
-  }
-
   // ---- shadow doorbells ----------------------------------------------------------------------
 
-  /** A shadow doorbell (tail or head): synchronous through the page's view when it is mapped,
-   * else a DMA read; null after a fault (the controller is then fatal). */
-  #shadowRead(slot: number): number | null | Promise<number | null> {
-    const b = this.dbbuf;
-    if (!b) return null;
-    const off = slot * this.stride;
-    const view = b.dbsView?.bytes;
-    if (view && view.length >= off + 4)
-      return (view[off]! | (view[off + 1]! << 8) | (view[off + 2]! << 16) | (view[off + 3]! << 24)) >>> 0;
-    return this.dma.read(b.dbs + BigInt(off), 4).then(
-      (d) => new DataView(d.buffer, d.byteOffset, 4).getUint32(0, true),
-      (err) => {
-        this.#fatal("reading the shadow doorbell", err);
-        return null;
-      },
-    );
-  }
-
-  /** Publish an event index: synchronous through the view when mapped, else a DMA write. */
-  #shadowWrite(slot: number, value: number): void | Promise<void> {
-    const b = this.dbbuf;
-    if (!b) return;
-    const off = slot * this.stride;
-    const view = b.eisView?.bytes;
-    if (view && view.length >= off + 4) {
-      view[off] = value & 0xff;
-      view[off + 1] = (value >> 8) & 0xff;
-      view[off + 2] = (value >> 16) & 0xff;
-      view[off + 3] = (value >>> 24) & 0xff;
-      return;
-    }
-    const d = new Uint8Array(4);
-    new DataView(d.buffer).setUint32(0, value, true);
-    return this.dma.write(b.eis + BigInt(off), d).catch((err) => this.#fatal("writing the event index", err));
-  }
-
-  /** Doorbell Buffer Config: take the buffers and seed them with the current indices. */
+  /** Doorbell Buffer Config: take the buffers and seed them with the current indices. Rejects
+   * with the DmaFault of a buffer the device may not reach. */
   async configureDbbuf(dbs: bigint, eis: bigint): Promise<void> {
     const gen = this.generation;
     const slots = (this.opts.maxIoQueues + 1) * 2;
-    const page = new Uint8Array(Math.min(PAGE_SIZE, slots * this.stride));
-    await this.dma.read(dbs, page.length);
-    await this.dma.read(eis, page.length);
-    if (gen !== this.generation) return;
+    const bytes = Math.min(PAGE_SIZE, slots * this.stride);
+    const shadow = await ShadowDoorbells.open(this.dma, dbs, eis, bytes, this.stride, (what, err) =>
+      this.fatal(what, err),
+    );
+    if (gen !== this.generation) {
+      shadow.release();
+      return;
+    }
     this.#releaseDbbuf();
-    // Zero-copy views of the two pages when they are fd-backed: the shadow is read at every pump
-    // pass, so a synchronous read saves a DMA request (and its promise) each time.
-    const view = (iova: bigint, access: "read" | "rw"): DmaView | null => {
-      if (!this.dma.mappable(iova, page.length)) return null;
-      try {
-        return this.dma.view(iova, page.length, access);
-      } catch {
-        return null;
-      }
-    };
-    this.dbbuf = { dbs, eis, dbsView: view(dbs, "read"), eisView: view(eis, "rw") };
+    this.dbbuf = shadow;
     for (const sq of this.sqs.values()) {
       if (sq.id === 0) continue;
       sq.published = sq.tail;
       await this.#shadowWrite(sq.id * 2, sq.tail);
     }
-    this.#schedulePoll(true);
+    this.pump.schedulePoll(true);
+  }
+
+  #shadowRead(slot: number): number | null | Promise<number | null> {
+    return this.dbbuf ? this.dbbuf.read(slot) : null;
+  }
+
+  #shadowWrite(slot: number, value: number): void | Promise<void> {
+    return this.dbbuf?.write(slot, value);
   }
 
   /** Run file I/O that uses the lists' pages; the lists are released when it settles. */
@@ -708,8 +464,7 @@ export class NvmeController {
   }
 
   #releaseDbbuf(): void {
-    this.dbbuf?.dbsView?.release();
-    this.dbbuf?.eisView?.release();
+    this.dbbuf?.release();
     this.dbbuf = null;
   }
 
@@ -718,8 +473,7 @@ export class NvmeController {
     this.#unsubscribe();
     this.#releaseDbbuf();
     this.generation++;
-    this.#poll?.cancel();
-    this.#poll = null;
+    this.pump.cancelPoll();
     for (const q of [...this.sqs.values(), ...this.cqs.values()]) q.ring.release();
   }
 }
