@@ -20,6 +20,7 @@ export {
 export { CombiningWriter } from "./client/combining-writer.ts";
 export type { Deferred } from "./device/deferred.ts";
 export {
+  type BehaviourOf,
   type Bus,
   type BusHooks,
   type Clock,

@@ -163,3 +163,20 @@ t.test("the PCI register tables are defined once, in protocol/pci-config.ts", as
   }
   t.same(bad, []);
 });
+
+t.test("device models reach their behaviour and options through the framework", async (t) => {
+  // A served device's behaviour is `device.behaviour`, typed by its definition: no model keeps a
+  // registry of behaviours (a WeakMap and an `xOf(device)` accessor). Sizes have one grammar, the
+  // framework's `parseSize`; no model keeps its own.
+  const bad: string[] = [];
+  for (const f of tsFiles("devices")) {
+    const text = readFileSync(path.join(root, f), "utf8");
+    if (/\bnew WeakMap\b/.test(text)) bad.push(`${f}: a WeakMap registry`);
+    if (/\bfunction parseSize\b/.test(text)) bad.push(`${f}: its own parseSize`);
+  }
+  // The bus layers reach the DMA gate through their BusHooks, never by casting the model's port.
+  for (const f of [...tsFiles("src/pci"), ...tsFiles("src/platform")]) {
+    if (/\bdma\s+as\b/.test(readFileSync(path.join(root, f), "utf8"))) bad.push(`${f}: casts ctx.dma`);
+  }
+  t.same(bad, []);
+});

@@ -94,6 +94,9 @@ export interface DeviceDefinition<B = unknown, O extends OptionDecls = OptionDec
   specialize?(options: OptionValues<O>): DeviceDefinition<B, O>;
 }
 
+/** The behaviour type of a definition: `PciDevice<BehaviourOf<typeof edu>>`. */
+export type BehaviourOf<D> = D extends { instantiate(...args: never[]): DeviceInstance<infer B> } ? B : never;
+
 /** What `defineDevice` takes: the definition's fields and `create`, which returns behaviour `B`. */
 export interface DeviceSpec<B extends DeviceBehaviour, O extends OptionDecls> {
   name: string;

@@ -26,7 +26,6 @@ import {
 import { Errno } from "../../protocol/index.ts";
 import {
   type ClientMemory,
-  type Clock,
   createMemoryPair,
   DeviceDma,
   DmaMapFlag,
@@ -42,32 +41,7 @@ import {
   serveConnection,
   VfioUserClient,
 } from "../../src/index.ts";
-
-/** A clock the test advances by hand, so "after the reply" is observable. */
-class ManualClock implements Clock {
-  #queue: Array<{ fn: () => void; live: boolean }> = [];
-  now(): number {
-    return 0;
-  }
-  setTimeout(fn: () => void, _ms: number) {
-    const job = { fn, live: true };
-    this.#queue.push(job);
-    return {
-      cancel: () => {
-        job.live = false;
-      },
-    };
-  }
-  get queued(): number {
-    return this.#queue.filter((j) => j.live).length;
-  }
-  /** Run what is due now (jobs queued meanwhile wait for the next call). */
-  run(): void {
-    const jobs = this.#queue;
-    this.#queue = [];
-    for (const j of jobs) if (j.live) j.fn();
-  }
-}
+import { ManualClock } from "../helpers/manual-clock.ts";
 
 interface Harness {
   client: VfioUserClient;
