@@ -84,14 +84,15 @@ export interface RegionSpec {
   mmapAreas?: readonly MmapAreaSpec[];
 }
 
-interface Area {
+/** An mmap area as checked: page-aligned, inside the region, its views in order. */
+interface MmapArea {
   offset: number;
   size: number;
   views: readonly CacheAttr[];
 }
 
 /** Validate the mmap areas of a spec; throws an Error naming the region and the area. */
-function checkAreas(spec: RegionSpec): Area[] {
+function checkAreas(spec: RegionSpec): MmapArea[] {
   const name = spec.name;
   if (spec.mmap && !spec.memory) throw new Error(`region ${name}: mmap needs memory: true`);
   if (spec.mmapAreas !== undefined && !spec.mmap)
@@ -101,7 +102,7 @@ function checkAreas(spec: RegionSpec): Area[] {
   const given = spec.mmapAreas ?? [{ offset: 0, size: spec.size }];
   if (given.length === 0)
     throw new Error(`region ${name}: mmapAreas is empty (omit it for the whole region)`);
-  const areas = given.map((a, i): Area => {
+  const areas = given.map((a, i): MmapArea => {
     const what = `region ${name}: mmapAreas[${i}]`;
     if (!Number.isSafeInteger(a.offset) || a.offset < 0 || a.offset % PAGE !== 0)
       throw new Error(`${what}: offset ${a.offset} is not a multiple of ${PAGE}`);
@@ -164,7 +165,7 @@ export class Region {
   #mapping: ArrayBuffer | null = null;
   /** The backing memory of a memory-backed region (shared with the client's mmap). */
   readonly memory: Uint8Array | null;
-  readonly #areas: Area[];
+  readonly #areas: MmapArea[];
 
   constructor(spec: RegionSpec, handlers: RegionHandlers = {}) {
     if (!Number.isSafeInteger(spec.size) || spec.size < 0) {

@@ -74,8 +74,8 @@ export interface AddressSpaceOptions {
 /** The former name of the options. */
 export type AddressSpaceLimits = AddressSpaceOptions;
 
-/** One piece of a translated range: `length` bytes at area-relative `at`. */
-export interface Segment {
+/** One piece of a translated range, inside one area: `length` bytes at area-relative `at`. */
+export interface AreaSlice {
   area: Area;
   at: bigint;
   length: number;
@@ -395,11 +395,11 @@ export class AddressSpace {
     }
   }
 
-  /** Split [iova, iova+length) into per-area segments, checking permissions. Throws DmaFault. */
-  translate(iova: bigint, length: number, write: boolean): Segment[] {
+  /** Split [iova, iova+length) into per-area slices, checking permissions. Throws DmaFault. */
+  translate(iova: bigint, length: number, write: boolean): AreaSlice[] {
     AddressSpace.checkRange(iova, length);
     inject("translate");
-    const out: Segment[] = [];
+    const out: AreaSlice[] = [];
     let pos = iova;
     let left = length;
     while (left > 0) {
@@ -424,17 +424,17 @@ export class AddressSpace {
 
   /** Copy `length` bytes out of the space. Rejects with DmaFault. */
   async read(iova: bigint, length: number): Promise<Uint8Array> {
-    const segs = this.translate(iova, length, false);
+    const slices = this.translate(iova, length, false);
     const out = new Uint8Array(length);
-    if (allMapped(segs)) {
-      copyOut(segs, out, iova);
+    if (allMapped(slices)) {
+      copyOut(slices, out, iova);
       return out;
     }
-    for (const s of segs) s.area.begin();
+    for (const s of slices) s.area.begin();
     let o = 0;
     let current: Area | undefined;
     try {
-      for (const s of segs) {
+      for (const s of slices) {
         current = s.area;
         if (!s.area.live)
           throw new DmaFault("unmapped", iova, length, `area ${hex(s.area.iova)} was unmapped`);
@@ -454,29 +454,29 @@ export class AddressSpace {
     } catch (err) {
       throw toDmaFault(err, iova, length, current);
     } finally {
-      for (const s of segs) s.area.end();
+      for (const s of slices) s.area.end();
     }
     return out;
   }
 
   /** Copy `data` into the space (a device write: marks pages dirty). Rejects with DmaFault. */
   async write(iova: bigint, data: Uint8Array): Promise<void> {
-    const segs = this.translate(iova, data.length, true);
-    if (allMapped(segs)) {
+    const slices = this.translate(iova, data.length, true);
+    if (allMapped(slices)) {
       try {
-        copyIn(segs, data, iova);
+        copyIn(slices, data, iova);
       } finally {
         this.dirty.mark(iova, data.length);
       }
       return;
     }
-    for (const s of segs) s.area.begin();
+    for (const s of slices) s.area.begin();
     // Marked before (a report during the transfer must not miss it) and after (nor clear it early).
     this.dirty.mark(iova, data.length);
     let o = 0;
     let current: Area | undefined;
     try {
-      for (const s of segs) {
+      for (const s of slices) {
         current = s.area;
         if (!s.area.live)
           throw new DmaFault("unmapped", iova, data.length, `area ${hex(s.area.iova)} was unmapped`);
@@ -494,7 +494,7 @@ export class AddressSpace {
       throw toDmaFault(err, iova, data.length, current);
     } finally {
       this.dirty.mark(iova, data.length);
-      for (const s of segs) s.area.end();
+      for (const s of slices) s.area.end();
     }
   }
 
@@ -531,15 +531,15 @@ export class AddressSpace {
   }
 }
 
-function allMapped(segs: Segment[]): boolean {
-  for (const s of segs) if (!s.area.mapped) return false;
+function allMapped(slices: AreaSlice[]): boolean {
+  for (const s of slices) if (!s.area.mapped) return false;
   return true;
 }
 
-function copyOut(segs: Segment[], out: Uint8Array, iova: bigint): void {
+function copyOut(slices: AreaSlice[], out: Uint8Array, iova: bigint): void {
   let o = 0;
   try {
-    for (const s of segs) {
+    for (const s of slices) {
       for (const piece of s.area.pieces(s.at, s.length)) {
         out.set(piece, o);
         o += piece.length;
@@ -550,10 +550,10 @@ function copyOut(segs: Segment[], out: Uint8Array, iova: bigint): void {
   }
 }
 
-function copyIn(segs: Segment[], data: Uint8Array, iova: bigint): void {
+function copyIn(slices: AreaSlice[], data: Uint8Array, iova: bigint): void {
   let o = 0;
   try {
-    for (const s of segs) {
+    for (const s of slices) {
       for (const piece of s.area.pieces(s.at, s.length)) {
         piece.set(data.subarray(o, o + piece.length));
         o += piece.length;

@@ -213,9 +213,9 @@ export class DeviceDma implements DmaPort {
     try {
       const space = this.#open(iova, length);
       if (length === 0) return false;
-      const segs = space.translate(iova, length, false);
-      if (segs.length !== 1) return false;
-      const s = segs[0]!;
+      const slices = space.translate(iova, length, false);
+      if (slices.length !== 1) return false;
+      const s = slices[0]!;
       return s.area.mapped && s.area.backing.span(s.at) >= length;
     } catch {
       return false;
@@ -227,11 +227,16 @@ export class DeviceDma implements DmaPort {
       checkAccess(access);
       const space = this.#open(iova, length);
       if (length === 0) throw new DmaFault("out-of-range", iova, length, "a view of 0 bytes");
-      const segs = translateFor(space, iova, length, access);
-      if (segs.length !== 1) {
-        throw new DmaFault("not-mappable", iova, length, `the range crosses ${segs.length} areas: use sg()`);
+      const slices = translateFor(space, iova, length, access);
+      if (slices.length !== 1) {
+        throw new DmaFault(
+          "not-mappable",
+          iova,
+          length,
+          `the range crosses ${slices.length} areas: use sg()`,
+        );
       }
-      const { area, at } = segs[0]!;
+      const { area, at } = slices[0]!;
       if (!area.mapped) {
         throw new DmaFault(
           "not-mappable",
@@ -258,11 +263,11 @@ export class DeviceDma implements DmaPort {
     try {
       checkAccess(access);
       const space = this.#open(iova, length);
-      const segs = translateFor(space, iova, length, access);
+      const slices = translateFor(space, iova, length, access);
       const list = new SgList(this, space, iova, length, access);
       try {
         let pos = iova;
-        for (const s of segs) {
+        for (const s of slices) {
           if (s.area.mapped) {
             let at = s.at;
             let left = s.length;
@@ -344,9 +349,9 @@ export class DeviceDma implements DmaPort {
 }
 
 function translateFor(space: AddressSpace, iova: bigint, length: number, access: DmaAccess) {
-  const segs = space.translate(iova, length, access !== "read");
+  const slices = space.translate(iova, length, access !== "read");
   if (access === "rw") {
-    for (const s of segs) {
+    for (const s of slices) {
       if (!s.area.readable) {
         throw new DmaFault(
           "permission",
@@ -357,7 +362,7 @@ function translateFor(space: AddressSpace, iova: bigint, length: number, access:
       }
     }
   }
-  return segs;
+  return slices;
 }
 
 class ViewHandle implements DmaView, AreaHold {
