@@ -89,6 +89,7 @@ function hex(v: number, digits: number): string {
   return `0x${v.toString(16).padStart(digits, "0")}`;
 }
 
+/** The model of one bochs-display built for `o` (BAR0's size and mmap choice). */
 export function createBochs(ctx: PciDeviceContext<BochsOptionDecls>, o: BochsShape): BochsDisplayBehaviour {
   const log = ctx.log;
   const vram = ctx.bar(FB_BAR).memory!;
