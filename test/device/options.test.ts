@@ -37,14 +37,14 @@ function refused(
     t.throws(
       () => one(spec, v),
       new RegExp(
-        `^device dev: option k=${escape(String(v))} is refused \\(${why.source}\\); it takes ${escape(describeAccepted(spec))}$`,
+        `^device dev: option k=${reEscape(String(v))} is refused \\(${why.source}\\); it takes ${reEscape(describeAccepted(spec))}$`,
       ),
       `${spec.kind} refuses ${JSON.stringify(String(v))}`,
     );
   }
 }
 
-function escape(text: string): string {
+function reEscape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
@@ -160,7 +160,7 @@ t.test("path: a directory that exists", async (t) => {
     t,
     spec,
     [path.join(dir, "missing", "x")],
-    new RegExp(`directory ${escape(path.join(dir, "missing"))} does not exist`),
+    new RegExp(`directory ${reEscape(path.join(dir, "missing"))} does not exist`),
   );
   refused(t, spec, [""], /empty/);
   refused(t, spec, ["a\0b"], /contains a NUL byte/);

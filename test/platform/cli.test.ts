@@ -87,7 +87,10 @@ t.test("vfu serve pl061 with a bad inputs value fails with the reason", async (t
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const r = vfu("serve", "pl061", "--socket", path.join(dir, "x.sock"), "--set", "inputs=0x100");
   t.equal(r.status, 2);
-  t.match(r.stderr, /^vfu: device pl061: option inputs=0x100 is refused \(out of range\); it takes integer 0x0-0xff$/m);
+  t.match(
+    r.stderr,
+    /^vfu: device pl061: option inputs=0x100 is refused \(out of range\); it takes integer 0x0-0xff$/m,
+  );
   const u = vfu("serve", "pl061", "--socket", path.join(dir, "x.sock"), "--set", "pins=1");
   t.equal(u.status, 2);
   t.match(u.stderr, /no option "pins" \(it has: inputs\)/);
