@@ -1,6 +1,6 @@
 // `vfu` argument parsing: every form a user types, and a message naming each mistake.
 import t from "tap";
-import { parseArgs, SERVE_HELP, UsageError } from "../../src/cli/args.ts";
+import { parseArgs, SERVE_HELP, UsageError } from "../../cli/args.ts";
 
 t.test("help forms", async (t) => {
   t.same(parseArgs([]), { kind: "help", topic: "main" });

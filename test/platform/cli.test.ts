@@ -5,8 +5,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
+import { DESCRIBE_HELP, MAIN_HELP, parseArgs, UsageError } from "../../cli/args.ts";
 import { pl061, Reg } from "../../devices/pl061/index.ts";
-import { DESCRIBE_HELP, MAIN_HELP, parseArgs, UsageError } from "../../src/cli/args.ts";
 import { describeDevice, renderDts, VfioUserClient } from "../../src/index.ts";
 import { repoRoot, startCliServer, vfuPath } from "../helpers/cli-server.ts";
 

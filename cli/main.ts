@@ -1,11 +1,16 @@
 // `vfu`: the command line. See args.ts for the grammar and the help texts.
-import { deviceModels, findDeviceModel } from "../../devices/index.ts";
-import { Device } from "../device/device.ts";
-import { formatOptions, type OptionValues, resolveOptions } from "../device/options.ts";
-import { formatDescriptionJson, renderDts } from "../platform/device-tree.ts";
-import { describeDevice } from "../platform/platform-device.ts";
-import { Server } from "../server/server.ts";
-import { stderrLogger } from "../util/log.ts";
+import { deviceModels, findDeviceModel } from "../devices/index.ts";
+import {
+  Device,
+  describeDevice,
+  formatDescriptionJson,
+  formatOptions,
+  type OptionValues,
+  renderDts,
+  resolveOptions,
+  Server,
+  stderrLogger,
+} from "../src/index.ts";
 import { DESCRIBE_HELP, LIST_HELP, MAIN_HELP, parseArgs, SERVE_HELP, UsageError } from "./args.ts";
 
 function fail(message: string): never {
