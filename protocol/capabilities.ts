@@ -1,10 +1,10 @@
 // The JSON capabilities object exchanged in VERSION: {"capabilities": {...}}. Each side states its
 // own limits (what it can receive), with defaults from the spec for every absent key.
 //
-// parseCapabilities validates the way the reference server does (reference §2.1, §2.2): the JSON
+// parseCapabilities validates the way libvfio-user does: the JSON
 // must be an object, `capabilities` an object, numeric values non-negative safe integers,
 // max_msg_fds at most 1024, write_multiple a boolean, twin_socket and migration objects. Unknown
-// keys are ignored (QEMU only warns about them). Peer-specific limits (QEMU's, §2.4) are the
+// keys are ignored (QEMU only warns about them). Peer-specific limits (QEMU's) are the
 // session's business, not this file's.
 //
 // formatCapabilities writes compact JSON with only the keys given, in a fixed order, so a reply
@@ -41,7 +41,7 @@ export const DEFAULT_CAPABILITIES: Readonly<Capabilities> = Object.freeze({
   migration: null,
 });
 
-/** The largest max_msg_fds accepted from a peer (the reference server's bound). */
+/** The largest max_msg_fds accepted from a peer (libvfio-user's bound). */
 export const MAX_MSG_FDS_LIMIT = 1024;
 
 type Json = Record<string, unknown>;

@@ -1,7 +1,7 @@
 // Numbers of the vfio-user wire protocol: command codes, header flags, errno values and the flag
 // words reused from <linux/vfio.h>. Everything is a plain `as const` object so that values are
 // ordinary numbers at run time (no const enum), and each table can be searched by name.
-// Values are the protocol's, described in shared/reference/vfio-user-protocol.md §1.2, §3, §4.
+// Values are those of the vfio-user specification.
 
 /** Every message starts with a header of this many bytes (msg_id, command, msg_size, flags, error). */
 export const HEADER_SIZE = 16;

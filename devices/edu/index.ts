@@ -6,7 +6,7 @@
 //
 // Timing. The factorial and the DMA engine start from a register write and run after its reply
 // (a clock tick later): a DMA must never be awaited inside the write handler, because QEMU serves
-// our DMA_READ/DMA_WRITE on the thread that waits for that reply (DESIGN.md §4). The driver polls
+// our DMA_READ/DMA_WRITE on the thread that waits for that reply. The driver polls
 // the busy bit (status bit 0, DMA command bit 0) or waits for the completion interrupt.
 //
 // DMA goes through ctx.dma only, so the IOMMU model decides: unmapped, read-only or

@@ -7,7 +7,7 @@
 //               [24: u64 bitmap.pgsize  32: u64 bitmap.size]  only with GET_DIRTY_BITMAP (legacy)
 //               reply: empty, or the 24-byte struct echoed [+ bitmap header + bitmap bytes]
 //
-// DMA_READ / DMA_WRITE come in two layouts (reference §3.9):
+// DMA_READ / DMA_WRITE come in two layouts (README: Running under QEMU, --dma-layout):
 //   "spec":      0: u64 addr  8: u64 count  16: data      (read request 16, write reply 16)
 //   "qemu-10.1": 0: u64 addr  8: u32 count  12: data, and 4 zero bytes after the data, so the
 //                body is 16 + count (QEMU sizes its struct with padding but reads data at 12);

@@ -2,7 +2,7 @@
 //   0: u32 argsz  4: u32 size  8: data
 // READ request:  argsz = room for the reply, size = bytes wanted, no data (8 bytes).
 // READ reply:    argsz = 8 + n, size = n, n data bytes (n < wanted: no more data for now).
-//                The reference server pads its reply to the requested size, so extra bytes
+//                libvfio-user pads its reply to the requested size, so extra bytes
 //                after the data are accepted and ignored: size is what counts.
 // WRITE request: argsz, size, size data bytes (extra bytes ignored); its reply has no body.
 

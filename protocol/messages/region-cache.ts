@@ -1,5 +1,5 @@
 // The project's own DEVICE_GET_REGION_INFO capability: the cache attributes of a region and of its
-// mmap views (VFU_REGION_INFO_CAP_CACHE). It rides in the ordinary capability chain (§3.4), so a
+// mmap views (VFU_REGION_INFO_CAP_CACHE). It rides in the ordinary capability chain, so a
 // client that does not know it skips it by `next`, as VFIO clients skip any unknown id.
 //
 // Id 0x8C01. VFIO hands out region-info capability ids from 1 upwards (SPARSE_MMAP 1, TYPE 2,

@@ -1,6 +1,6 @@
 // Benchmark of the IO address space lookup (npm run bench, or `npx tsx scripts/bench/iommu.ts`).
 // It prints figures; it asserts nothing. Two questions:
-// 1. Is the B+ tree from `sorted-btree` (DESIGN.md §6) worth it over the sorted array with
+// 1. Is the B+ tree from `sorted-btree` worth it over the sorted array with
 //    bisection the first version used? Both are run on the same workloads: building N areas in
 //    random order (with the overlap check a map does), looking up random addresses, removing
 //    every area in random order.

@@ -226,7 +226,7 @@ export class FuzzEngine {
       seconds: opts.seconds ?? (opts.count === undefined ? 10 : undefined),
       transports: opts.transports ?? { memory: 3, socket: 1 },
       // A client that leaves a DMA request unanswered and then unmaps the area legitimately holds
-      // its own unmap for up to the request timeout (G5), so a hang is twice that.
+      // its own unmap for up to the request timeout, so a hang is twice that.
       hangTimeoutMs: opts.hangTimeoutMs ?? 2 * Limits.requestTimeoutMs,
       maxRssGrowthMiB: opts.maxRssGrowthMiB ?? 512,
       progress: opts.progress,

@@ -1,4 +1,4 @@
-// The client's IO address space (DESIGN.md §6), modelled on iommufd's: DMA_MAP and DMA_UNMAP (and
+// The client's IO address space, modelled on iommufd's: DMA_MAP and DMA_UNMAP (and
 // `mapPeer` through the API) build a set of non-overlapping areas `[iova, last]` (last inclusive,
 // so an area may end at 2^64-1), each with permissions and a backing (backing.ts): client memory
 // with an fd (mmapped in windows), client memory without one (DMA_READ/DMA_WRITE messages), or a
@@ -15,9 +15,9 @@
 //   several, or matches nothing is Errno.ENOENT (areas are never split). unmapAll empties the space.
 // - An unmap takes the area out of the lookup at once (new DMA to it faults "unmapped"), tells its
 //   observers (the device: it may stop, release its views), waits for transfers in flight on it
-//   (G5: none may touch the range after the reply), then releases the backing: windows detached
+//   (none may touch the range after the reply), then releases the backing: windows detached
 //   (stale views read as empty), fd closed.
-// - Reads and writes are split per area (G8): a gap faults "unmapped", a missing permission
+// - Reads and writes are split per area: a gap faults "unmapped", a missing permission
 //   "permission" (DmaFault). Device writes mark pages dirty when logging is on (dirty.ts).
 //
 // The lookup structure is a B+ tree (`sorted-btree`) keyed by iova, with a last-hit cache in front

@@ -187,8 +187,8 @@ export class Session {
     let result: HandlerResult | Promise<HandlerResult>;
     try {
       // The VERSION rule comes first: a first command that is not VERSION ends the connection
-      // whatever else is wrong with it. (Found by the fuzzer: one that came with too many fds was
-      // answered Errno.EINVAL and the unnegotiated connection stayed open.)
+      // whatever else is wrong with it (checked later, too many fds would get EINVAL and leave an
+      // unnegotiated connection open).
       if (!this.negotiated && header.command !== Command.VERSION) {
         this.#fail(
           frame,

@@ -356,7 +356,7 @@ for (const transport of ["memory", "socket"] as const) {
 
     t.test("the Linux driver's sequence: probe, unmask, one interrupt handled", async (t) => {
       // The register accesses gpio-pci-idio-16 + gpio-idio-16 + regmap-irq make (as QEMU traced
-      // them for the reference server): disable IRQ (twice), deactivate filters; on the first
+      // them): disable IRQ (twice), deactivate filters; on the first
       // unmasked line: clear, enable; in the threaded handler: status, then clear.
       const h = await serve(transport);
       t.teardown(h.close);

@@ -1,5 +1,5 @@
 // A DMA_UNMAP while the device's message-based DMA (DMA_READ requests to the client) is in flight
-// on that area. What the server guarantees (G5): the area leaves the lookup at once, the unmap's
+// on that area. What the server guarantees: the area leaves the lookup at once, the unmap's
 // reply waits for the one request already out (never for the rest of the transfer: no further
 // request goes out once the unmap is seen), the device sees a fault, and the session goes on.
 // A client that never answers the request in flight holds its own unmap up to the request timeout,

@@ -200,7 +200,7 @@ t.test("the last-hit cache never outlives its area", async (t) => {
   t.throws(() => new AddressSpace({ maxDmaMaps: 1, pgsize: 3000 }), RangeError);
 });
 
-t.test("G9: an fd with a large block size (hugetlbfs) is mapped from a granule-aligned offset", async (t) => {
+t.test("an fd with a large block size (hugetlbfs) is mapped from a granule-aligned offset", async (t) => {
   const m = memfd(0x400000);
   const mine = m.map();
   mine.set([1, 2, 3, 4], 0x201000);

@@ -5,7 +5,7 @@
 //
 // The model is a small test-only PCI function with one DMA engine: it copies between client
 // memory and a 256-byte buffer, started by a register write and run after the write's reply (as a
-// device model must, see DESIGN.md §4).
+// device model must: README, Writing a device).
 
 import t from "tap";
 import { Errno } from "../../protocol/index.ts";

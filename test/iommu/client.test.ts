@@ -209,7 +209,7 @@ t.test("DMA_UNMAP of memory the device holds a view on: the device is told first
   await h.close();
 });
 
-t.test("G5: the DMA_UNMAP reply waits for message DMA in flight on the area", async (t) => {
+t.test("the DMA_UNMAP reply waits for message DMA in flight on the area", async (t) => {
   const h = await harness({ client: { maxDataXferSize: 4096 } });
   await h.client.mapMessageMemory(0x10000n, 0x40000);
   const events: string[] = [];

@@ -1,5 +1,5 @@
 // ctx.dma on its own (DeviceDma over an AddressSpace): views, scatter-gather, faults and their
-// counters, the bus gate, unmap with live views and in-flight transfers (G5), peer regions.
+// counters, the bus gate, unmap with live views and in-flight transfers, peer regions.
 import t from "tap";
 import { native } from "../../native/index.ts";
 import {
@@ -253,7 +253,7 @@ t.test("a listener may release its views and make the unmap wait for it", async 
   await done();
 });
 
-t.test("G5: an unmap waits for message DMA in flight and stops its remaining messages", async (t) => {
+t.test("an unmap waits for message DMA in flight and stops its remaining messages", async (t) => {
   const { s, port, dma, done } = setup();
   s.map({ iova: 0x10000n, size: 0x1000n, flags: RW, fd: -1, offset: 0n });
   port.delayMs = 30;

@@ -1,7 +1,7 @@
 // Config space and the shape of a PCI function, through the client: the type-0 header, read-only
 // and RW1C bits, accesses of every width at odd offsets (as QEMU and other clients make them);
 // BARs sized like hardware (write all-ones, read the size mask with the type bits, restore), the
-// 64-bit partner, the expansion ROM BAR with and without a ROM (QEMU's 0xFFFFF800 probe, G18),
+// 64-bit partner, the expansion ROM BAR with and without a ROM (QEMU's 0xFFFFF800 probe),
 // the BAR regions' access widths; and the declaration checks of definePciDevice, each an Error
 // naming the field before any client connects.
 import t from "tap";
@@ -292,7 +292,7 @@ t.test("expansion ROM BAR with a ROM: sizing, enable bit, region 6", async (t) =
   );
 });
 
-t.test("expansion ROM BAR without a ROM reads 0, also after QEMU's probe (G18)", async (t) => {
+t.test("expansion ROM BAR without a ROM reads 0, also after QEMU's probe", async (t) => {
   const h = await pciHarness(oddBars);
   t.teardown(() => h.close());
   const rom = PciHeader.ROM_ADDRESS;

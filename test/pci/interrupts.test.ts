@@ -2,8 +2,7 @@
 // (multiple message, per-vector mask and pending bits), INTx (level, Interrupt Disable, Interrupt
 // Status), ERR and REQ — raised through pci-testdev's registers, observed on the client's eventfds
 // and the IrqController's per-vector counters. Then every DEVICE_SET_IRQS form QEMU's
-// vfio-user-pci sends (protocol reference §5.2, §5.4, §5.7) and the errno of each invalid form
-// (§3.7, G12, G16).
+// vfio-user-pci sends and the errno of each invalid form.
 import t from "tap";
 import { MSIX_PBA_OFFSET, MSIX_VECTORS, Reg } from "../../devices/pci-testdev/index.ts";
 import { native } from "../../native/index.ts";

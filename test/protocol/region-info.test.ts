@@ -94,7 +94,7 @@ t.test("the argsz retry: first only the struct with the size needed, then everyt
   );
 });
 
-t.test("the reference's one-area example", async (t) => {
+t.test("a one-area example", async (t) => {
   const r = decodeRegionInfoReply(hex(fx.regionInfoOneSparse));
   t.same(r.caps, [{ id: 1, version: 1, areas: [{ offset: 0x1000n, size: 0x1000n }] }]);
   t.equal(r.argsz, 64);

@@ -182,7 +182,7 @@ for (const name of ["memfd", "anon"] as const) {
   });
 }
 
-t.test("QEMU's VERSION request and the reference server's reply parse as capabilities", async (t) => {
+t.test("QEMU's VERSION request and libvfio-user's reply parse as capabilities", async (t) => {
   const [request, reply] = loadTrace("memfd").messages;
   const req = decodeVersion(hex(request.hex).subarray(HEADER_SIZE));
   t.equal(req.json, request.fields.json, "raw JSON text kept, spaces included");

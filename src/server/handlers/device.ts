@@ -66,8 +66,8 @@ export function handleRegionInfo(s: Session, frame: ReceivedFrame): HandlerResul
   if (region.writable) flags |= RegionFlag.WRITE;
   const caps: RegionCap[] = [...s.device.regionCaps(req.index)];
   // A client that said it receives no fds (max_msg_fds 0) must not get one: the region is then
-  // offered without MMAP and reached by REGION_READ/WRITE. (Found by the fuzzer: the fd went out
-  // regardless, which a client that sized its control buffer for 0 fds sees as a broken reply.)
+  // offered without MMAP and reached by REGION_READ/WRITE (a client that sized its control buffer
+  // for 0 fds would see an fd as a broken reply).
   // With `mmap: false` (the --no-mmap switch) no region is offered for mmap at all, so QEMU keeps
   // posting its MMIO writes (README: mmap or posted writes).
   const offerMmap = s.options.mmap !== false && (s.clientCaps?.maxMsgFds ?? 1) >= 1;

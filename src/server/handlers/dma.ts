@@ -7,7 +7,7 @@
 // dma-fd-policy.ts checks its access mode against the map's flags (EPERM) and that it is sealed
 // against shrinking (Errno.EINVAL), so a client can neither gain write access nor SIGBUS the server.
 //
-// An unmap is asynchronous (G5): the device is told first, transfers in flight on the area finish
+// An unmap is asynchronous: the device is told first, transfers in flight on the area finish
 // or fail, views are detached, and only then does the reply go out. The session waits for it
 // before the next command, so no later command sees the area half gone.
 import {

@@ -10,7 +10,7 @@
 //   words, bit k = page iova + k·page_size), cleared as it is read. Errno.EINVAL while logging is off or
 //   for a bad range or page size; Errno.E2BIG when the bitmap exceeds the client's max_data_xfer_size.
 //   When the request's argsz leaves no room for the bitmap, the reply carries the 24 bytes alone
-//   with argsz set to the size needed and nothing is cleared (the client asks again, §1.5).
+//   with argsz set to the size needed and nothing is cleared (the client asks again).
 // - PROBE (with or without GET/SET) answers with a copy of the request when the feature supports
 //   the operations named; Errno.EINVAL when it does not.
 // Every other feature is answered Errno.ENOTTY ("not supported", as the kernel does), after the message
