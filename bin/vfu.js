@@ -1,6 +1,15 @@
 #!/usr/bin/env node
-// The `vfu` command: runs the TypeScript CLI through tsx's loader (no build step).
-import { register } from "tsx/esm/api";
+// The `vfu` command. Installed from the package, it runs the compiled CLI (dist/cli/main.js); in a
+// checkout of the repository (cli/main.ts beside this folder) it runs the sources through tsx's
+// loader. Either way the CLI runs in this very process, so a signal sent to its PID reaches the
+// server.
+import { existsSync } from "node:fs";
 
-register();
-await import("../cli/main.ts");
+const sources = new URL("../cli/main.ts", import.meta.url);
+if (existsSync(sources)) {
+  const { register } = await import("tsx/esm/api");
+  register();
+  await import(sources.href);
+} else {
+  await import("../dist/cli/main.js");
+}

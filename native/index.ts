@@ -9,7 +9,9 @@
 //
 // Errors: every function throws an Error with `code` (e.g. "ENOENT"), `errno` (the positive
 // Linux number) and `syscall` set, except where a return value documents EAGAIN.
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 
 /** Largest single mapping: Node 20 refuses external ArrayBuffers over 4 GiB (and a failed creation
  * double-frees), so client memory is mapped in windows no larger than this. */
@@ -39,6 +41,14 @@ export interface FileStat {
   isRegular: boolean;
 }
 
+/** The process at the other end of a UNIX socket connection (SO_PEERCRED). */
+export interface PeerCredentials {
+  /** In this process's pid namespace; 0 when the peer is not visible there. */
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
 export interface PollerInstance {
   /** (Re)start watching for the given PollEvent bits; replaces the previous set. */
   start(events: number): void;
@@ -62,6 +72,11 @@ export interface NativeAddon {
   connectUnix(path: string): number;
   /** socketpair(AF_UNIX, SOCK_STREAM); both ends non-blocking and close-on-exec. */
   socketPair(): [number, number];
+  /** SO_PEERCRED of a connected UNIX socket: who was at the other end when it connected. */
+  peerCredentials(fd: number): PeerCredentials;
+  /** prctl(PR_SET_PDEATHSIG): have the kernel send `signal` when the parent process exits
+   * (0 clears it). */
+  setParentDeathSignal(signal: number): void;
   /** recvmsg into buf[offset, offset+length) with room for `maxFds` fds; null on EAGAIN. */
   recvMsg(fd: number, buf: Uint8Array, offset: number, length: number, maxFds: number): RecvResult | null;
   /** sendmsg(MSG_NOSIGNAL) of buf[offset, offset+length) with fds attached (the fds stay the
@@ -101,9 +116,14 @@ export const F_SEAL = {
 
 const require = createRequire(import.meta.url);
 
+/** node-gyp builds the addon into <package>/build/Release: one folder above native/index.ts in
+ * the sources, two above dist/native/index.js in the published package. */
+const ADDON_PATHS = ["../build/Release/vfu_native.node", "../../build/Release/vfu_native.node"];
+
 function load(): NativeAddon {
+  const found = ADDON_PATHS.map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p));
   try {
-    return require("../build/Release/vfu_native.node") as NativeAddon;
+    return require(found ?? ADDON_PATHS[0]!) as NativeAddon;
   } catch (err) {
     const e = err as Error;
     throw new Error(
