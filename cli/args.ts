@@ -1,13 +1,19 @@
 // Command-line parsing for `vfu`, kept apart from main.ts so tests can check every message.
-// Grammar:
-//   vfu [--verbose] serve <device> --socket <path> [--set key=value]... [--mode 0600]
+// Grammar (--verbose and --log-level may stand anywhere):
+//   vfu [--verbose] [--log-level error|warn|info|debug]
+//       serve <device|file> --socket <path> [--set key=value]... [--mode 0600]
 //       [--dma-layout spec|qemu-10.1] [--no-write-multiple] [--no-mmap] [--allow-unsealed-dma-fds]
-//       [serve <device> ...]...
-//   vfu list
+//       [serve <device|file> ...]...
+//   vfu list [--options]
 //   vfu describe <device> [--json]
 //   vfu help | --help | <command> --help
+// A <device> is a built-in model's name or a module file whose default export is a definition.
+
+export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
+export type CliLogLevel = (typeof LOG_LEVELS)[number];
 
 export interface ServeTarget {
+  /** A built-in model's name, or a path to a module file (see load-device.ts). */
   device: string;
   socket: string;
   set: Record<string, string>;
@@ -23,7 +29,7 @@ export type Command =
   | { kind: "help"; topic: "main" | "serve" | "list" | "describe" }
   | { kind: "list"; options: boolean }
   | { kind: "describe"; device: string; json: boolean }
-  | { kind: "serve"; targets: ServeTarget[]; verbose: boolean };
+  | { kind: "serve"; targets: ServeTarget[]; verbose: boolean; logLevel: CliLogLevel };
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -35,25 +41,29 @@ export class UsageError extends Error {
 export const MAIN_HELP = `vfu: serve emulated PCI and platform devices to QEMU over vfio-user
 
 Usage:
-  vfu serve <device> --socket <path> [options] [serve <device> --socket <path> ...]
-  vfu list
+  vfu serve <device|file> --socket <path> [options] [serve <device|file> --socket <path> ...]
+  vfu list [--options]
   vfu describe <device> [--json]
   vfu help [serve|list|describe]
 
 Commands:
   serve     serve one or more devices, each on its own UNIX socket
-  list      list the device models, one line each
+  list      list the built-in device models, one line each
   describe  print a platform device's device-tree description (DTS)
 
 Global options:
-  --verbose   log every vfio-user message
-  -h, --help  show help
+  --log-level <level>  error, warn, info (default) or debug
+  --verbose            decode every vfio-user message on one line (implies --log-level debug)
+  -h, --help           show help
 `;
 
-export const SERVE_HELP = `Usage: vfu serve <device> --socket <path> [options] [serve <device> --socket <path> [options]]...
+export const SERVE_HELP = `Usage: vfu serve <device|file> --socket <path> [options] [serve <device|file> --socket <path> [options]]...
 
-Serve <device> on the UNIX socket <path> until interrupted (SIGINT/SIGTERM). Several
-"serve" groups run several devices in one process, one socket each.
+Serve a device on the UNIX socket <path> until stopped by SIGINT, SIGTERM or SIGHUP (the socket
+file is then removed). <device> is a built-in model (see "vfu list") or a module file, such as
+./my-device.mjs or ./my-device.ts, whose default export is a device definition (TypeScript files
+need tsx installed). Several "serve" groups run several devices in one process, one socket each;
+names and files mix freely.
 
 Options (apply to the serve group they follow):
   --socket <path>        socket to listen on (required); a stale socket there is replaced
@@ -69,7 +79,8 @@ Options (apply to the serve group they follow):
   --allow-unsealed-dma-fds
                          accept guest memory fds not sealed against shrinking (memory-backend-file,
                          memory-backend-shm); a client that shrinks one then kills the server
-  --verbose              log every vfio-user message
+  --log-level <level>    error, warn, info (default) or debug
+  --verbose              decode every vfio-user message on one line (implies --log-level debug)
 
 Example (QEMU side):
   qemu-system-x86_64 ... -device '{"driver":"vfio-user-pci","socket":{"type":"unix","path":"<path>"}}'
@@ -96,10 +107,21 @@ Options:
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
   let verbose = false;
+  let logLevel: CliLogLevel | null = null;
   const rest: string[] = [];
-  for (const a of args) {
+  while (args.length > 0) {
+    const a = args.shift()!;
     if (a === "--verbose" || a === "-v") verbose = true;
-    else rest.push(a);
+    else if (a === "--log-level" || a.startsWith("--log-level=")) {
+      const v = a === "--log-level" ? args.shift() : a.slice("--log-level=".length);
+      if (v === undefined || v.startsWith("--")) throw new UsageError("--log-level needs a value");
+      if (!(LOG_LEVELS as readonly string[]).includes(v))
+        throw new UsageError(`--log-level is one of ${LOG_LEVELS.join(", ")}, not "${v}"`);
+      logLevel = v as CliLogLevel;
+    } else rest.push(a);
+  }
+  if (verbose && logLevel !== null && logLevel !== "debug") {
+    throw new UsageError(`--verbose logs at the debug level; it contradicts --log-level ${logLevel}`);
   }
   const cmd = rest.shift();
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
@@ -144,7 +166,7 @@ export function parseArgs(argv: readonly string[]): Command {
   const startTarget = (): void => {
     const device = rest.shift();
     if (device === undefined || device.startsWith("-"))
-      throw new UsageError('serve needs a device name (see "vfu list")');
+      throw new UsageError('serve needs a device name (see "vfu list") or a device file (./my-device.mjs)');
     cur = {
       device,
       socket: "",
@@ -196,5 +218,5 @@ export function parseArgs(argv: readonly string[]): Command {
     if (sockets.has(t.socket)) throw new UsageError(`socket ${t.socket} is given to two devices`);
     sockets.add(t.socket);
   }
-  return { kind: "serve", targets, verbose };
+  return { kind: "serve", targets, verbose, logLevel: verbose ? "debug" : (logLevel ?? "info") };
 }

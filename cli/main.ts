@@ -1,24 +1,45 @@
-// `vfu`: the command line. See args.ts for the grammar and the help texts.
-import { deviceModels, findDeviceModel } from "../devices/index.ts";
+// `vfu`: the command line. See args.ts for the grammar and the help texts, load-device.ts for how
+// a device is found by name or loaded from a file.
+//
+// `vfu serve` is the server process itself: SIGINT, SIGTERM and SIGHUP stop it, every socket
+// file is removed, and it exits 0; a second SIGINT while it stops exits at once (the socket files
+// are gone by then). Started by npm (`npx vfu`, an npm script), it also stops when its parent
+// exits: npm hands a signal to the shell it runs commands in, and the shell dies of it without
+// passing it on. A closed stdout ends a listing quietly (`vfu list | head -1`); a closed stderr
+// silences the log and the server goes on.
+import { deviceModels } from "../devices/index.ts";
 import {
-  Device,
+  type DeviceDefinition,
   describeDevice,
   formatDescriptionJson,
   formatOptions,
-  type OptionValues,
   renderDts,
   resolveOptions,
-  Server,
+  type ServedDevice,
+  serve,
+  signalOnParentExit,
   stderrLogger,
 } from "../src/index.ts";
 import { DESCRIBE_HELP, LIST_HELP, MAIN_HELP, parseArgs, SERVE_HELP, UsageError } from "./args.ts";
+import { DeviceLoadError, loadDevice } from "./load-device.ts";
 
 function fail(message: string): never {
   process.stderr.write(`vfu: ${message}\n`);
   process.exit(2);
 }
 
+function guardStdio(): void {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    // The reader went away (`vfu list | head -1`): nothing more is wanted.
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
+  // A closed stderr only silences the log: the server must not stop for it.
+  process.stderr.on("error", () => {});
+}
+
 async function main(argv: string[]): Promise<void> {
+  guardStdio();
   let cmd: ReturnType<typeof parseArgs>;
   try {
     cmd = parseArgs(argv);
@@ -32,9 +53,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd.kind === "describe") {
-    const def = findDeviceModel(cmd.device);
-    if (!def)
-      fail(`unknown device "${cmd.device}" (available: ${deviceModels.map((d) => d.name).join(", ")})`);
+    const def = await loadOrFail(cmd.device);
     let description: ReturnType<typeof describeDevice>;
     try {
       description = describeDevice(def);
@@ -52,46 +71,71 @@ async function main(argv: string[]): Promise<void> {
     }
     return;
   }
-  const log = stderrLogger(cmd.verbose ? "debug" : "info");
-  const server = new Server({ log });
-  // Check every target before listening on any socket.
-  const plans = cmd.targets.map((t) => {
-    const def = findDeviceModel(t.device);
-    if (!def) fail(`unknown device "${t.device}" (available: ${deviceModels.map((d) => d.name).join(", ")})`);
-    let options: OptionValues;
+
+  const log = stderrLogger(cmd.logLevel);
+  // Every device is found and loaded, and its options checked, before any socket listens, so a mistake in a later group
+  // leaves nothing behind.
+  const definitions: DeviceDefinition[] = [];
+  for (const t of cmd.targets) {
+    const def = await loadOrFail(t.device);
     try {
-      options = resolveOptions(def, t.set);
+      resolveOptions(def, t.set);
     } catch (err) {
       fail((err as Error).message);
     }
-    return { t, def, options };
-  });
-  for (const { t, def, options } of plans) {
+    definitions.push(def);
+  }
+  const served: ServedDevice[] = [];
+  const closeAll = () => Promise.all(served.map((s) => s.close()));
+  for (const [i, t] of cmd.targets.entries()) {
+    const def = definitions[i]!;
     try {
-      server.listen((dma, devLog) => new Device(def, { dma, log: devLog, options }), {
-        socketPath: t.socket,
-        mode: t.mode,
-        dmaLayout: t.dmaLayout,
-        writeMultiple: t.writeMultiple,
-        mmap: t.mmap,
-        allowUnsealedDmaFds: t.allowUnsealedDmaFds,
-        verbose: cmd.verbose,
-        log: log.child(`[${def.name}]`),
-      });
+      served.push(
+        serve(def, {
+          socket: t.socket,
+          options: t.set,
+          mode: t.mode,
+          dmaLayout: t.dmaLayout,
+          writeMultiple: t.writeMultiple,
+          mmap: t.mmap,
+          allowUnsealedDmaFds: t.allowUnsealedDmaFds,
+          verbose: cmd.verbose,
+          log: log.child(`[${def.name}]`),
+        }),
+      );
     } catch (err) {
-      await server.close();
+      await closeAll();
       fail(`cannot serve ${def.name} on ${t.socket}: ${(err as Error).message}`);
     }
   }
   let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      if (signal !== "SIGINT") return;
+      log.warn("SIGINT again: exiting without waiting for the devices");
+      process.exit(1);
+    }
     stopping = true;
     log.info(`${signal}: stopping`);
-    void server.close().then(() => process.exit(0));
+    void closeAll().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error(`stopping failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
   };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop(signal));
+  if (process.env.npm_lifecycle_event !== undefined) signalOnParentExit("SIGTERM");
+}
+
+async function loadOrFail(device: string): Promise<DeviceDefinition> {
+  try {
+    return await loadDevice(device);
+  } catch (err) {
+    if (err instanceof DeviceLoadError) fail(err.message);
+    throw err;
+  }
 }
 
 await main(process.argv.slice(2));

@@ -1,23 +1,11 @@
 // The public API of vfio-user-node: everything a device model, an embedding program or a test
-// needs, and nothing else. Device models (devices/**) import only this file.
+// needs, and nothing else. Device models (devices/**) and the `vfu` command (cli/) import only
+// this file. Published as the package's root; `vfio-user-node/protocol` is the wire codec alone
+// (no native addon) and `vfio-user-node/client` the client alone.
 
 export { MAX_MAP_LENGTH } from "../native/index.ts";
 export * from "../protocol/index.ts";
-export {
-  type BarKind,
-  type BarSizing,
-  ClientDefaults,
-  ClientError,
-  type ClientMemory,
-  type ClientOptions,
-  type DmaMapRequest,
-  type MsiVectors,
-  type PciCapability,
-  type RegionInfoResult,
-  RegionMapping,
-  VfioUserClient,
-} from "./client/client.ts";
-export { CombiningWriter } from "./client/combining-writer.ts";
+export * from "./client/index.ts";
 export type { Deferred } from "./device/deferred.ts";
 export {
   type BehaviourOf,
@@ -141,6 +129,7 @@ export {
 } from "./platform/platform-device.ts";
 export { REGION_TYPE_VENDOR_BIT, VFU_REGION_TYPE, VfuRegionSubtype } from "./platform/region-type.ts";
 export { Limits } from "./server/limits.ts";
+export { type ServedDevice, type ServeOptions, serve } from "./server/serve.ts";
 export {
   type DeviceFactory,
   Endpoint,
@@ -154,4 +143,12 @@ export { createMemoryPair, MemoryConnection } from "./transport/memory-pair.ts";
 export { RequestError, RequestLimits } from "./transport/request-engine.ts";
 export { ControlFifo, openControlChannel } from "./util/control-fifo.ts";
 export { VfuError } from "./util/errors.ts";
-export { type Logger, MemorySink, SinkLogger, silentLogger, stderrLogger } from "./util/log.ts";
+export {
+  type Logger,
+  type LogLevel,
+  MemorySink,
+  SinkLogger,
+  silentLogger,
+  stderrLogger,
+} from "./util/log.ts";
+export { signalOnParentExit } from "./util/parent-death.ts";
