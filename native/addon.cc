@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -256,6 +257,31 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   result.Set(uint32_t(0), Napi::Number::New(env, sv[0]));
   result.Set(uint32_t(1), Napi::Number::New(env, sv[1]));
   return result;
+}
+
+// The process at the other end of a connected UNIX socket, as the kernel recorded it when the
+// connection was made (SO_PEERCRED): pid (in our pid namespace; 0 if it is not visible there),
+// uid and gid.
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0);
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) throw ErrnoError(env, errno, "getsockopt");
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("pid", Napi::Number::New(env, cred.pid));
+  result.Set("uid", Napi::Number::New(env, cred.uid));
+  result.Set("gid", Napi::Number::New(env, cred.gid));
+  return result;
+}
+
+// prctl(PR_SET_PDEATHSIG): the kernel sends `signal` to this process when its parent exits
+// (0 clears it). The setting is lost across fork, kept across exec of non-setuid programs.
+Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sig = static_cast<int>(ArgInteger(info, 0, "signal", 0, 64));
+  if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig)) < 0) throw ErrnoError(env, errno, "prctl");
+  return env.Undefined();
 }
 
 // Control-message buffer with room for SCM_MAX_FD fds, aligned for cmsghdr.
@@ -780,6 +806,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("accept", Napi::Function::New<Accept>(env, "accept"));
   exports.Set("connectUnix", Napi::Function::New<ConnectUnix>(env, "connectUnix"));
   exports.Set("socketPair", Napi::Function::New<SocketPair>(env, "socketPair"));
+  exports.Set("peerCredentials", Napi::Function::New<PeerCredentials>(env, "peerCredentials"));
+  exports.Set("setParentDeathSignal", Napi::Function::New<SetParentDeathSignal>(env, "setParentDeathSignal"));
   exports.Set("recvMsg", Napi::Function::New<RecvMsg>(env, "recvMsg"));
   exports.Set("sendMsg", Napi::Function::New<SendMsg>(env, "sendMsg"));
   exports.Set("close", Napi::Function::New<Close>(env, "close"));

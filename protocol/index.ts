@@ -5,6 +5,7 @@
 
 export * from "./capabilities.ts";
 export * from "./constants.ts";
+export * from "./describe.ts";
 export * from "./errors.ts";
 export * from "./framer.ts";
 export * from "./header.ts";

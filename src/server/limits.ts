@@ -35,6 +35,11 @@ export const Limits = {
   negotiationTimeoutMs: 10000,
   /** Read buffer for one recvmsg: large enough that one call usually takes a whole burst. */
   readBufferSize: 256 * 1024,
+  /** Refused region accesses logged per cause (command, errno and reason, numbers aside) in each
+   * `refusedLogWindowMs`; the rest are counted and the count reported with the next line or at
+   * disconnect. A guest that probes a hole in a loop costs a few lines, not one per access. */
+  refusedLogBurst: 5,
+  refusedLogWindowMs: 10_000,
 } as const;
 
 export type LimitName = keyof typeof Limits;

@@ -9,10 +9,14 @@
 // The socket file is created with mode 0600 unless configured. An existing path is replaced only
 // when it is a stale socket (nothing accepts on it); a live socket or any other kind of file is
 // never removed: `listen` fails with a message naming the path.
+//
+// The log names each client by its SO_PEERCRED (pid, command, uid, gid) when it connects, and
+// says why it went when it disconnects (session.ts).
+import { readFileSync } from "node:fs";
 import { Errno, encodeErrorReply, HeaderFlag, wantsReply } from "../../protocol/index.ts";
 import type { DeviceModel } from "../device/device.ts";
 import { DeviceDma } from "../iommu/dma.ts";
-import type { Connection } from "../transport/connection.ts";
+import type { Connection, PeerCredentials } from "../transport/connection.ts";
 import { UnixListener } from "../transport/listener.ts";
 
 export { prepareSocketPath } from "../transport/listener.ts";
@@ -106,7 +110,7 @@ export class Endpoint<D extends DeviceModel = DeviceModel> {
     });
     this.#session = session;
     this.sessionsServed++;
-    this.log.info("client connected");
+    this.log.info(`client connected: ${describePeer(conn.peerCredentials?.() ?? null)}`);
     void session.ended.then(() => {
       if (this.#session === session) this.#session = null;
     });
@@ -114,7 +118,9 @@ export class Endpoint<D extends DeviceModel = DeviceModel> {
   }
 
   #refuseBusy(conn: Connection): void {
-    this.log.warn(`refusing a second client: ${this.device.name} already has one`);
+    this.log.warn(
+      `refusing a second client (${describePeer(conn.peerCredentials?.() ?? null)}): ${this.device.name} already has one`,
+    );
     this.#busy.add(conn);
     const timer = setTimeout(() => conn.close(), Limits.negotiationTimeoutMs);
     conn.setHandlers({
@@ -141,7 +147,7 @@ export class Endpoint<D extends DeviceModel = DeviceModel> {
     for (const c of [...this.#busy]) c.close();
     const s = this.#session;
     if (s) {
-      s.close();
+      s.close("the server is stopping");
       await s.ended;
     }
     this.device.dispose();
@@ -187,4 +193,20 @@ export function serveConnection(
     allowUnsealedDmaFds: opts.allowUnsealedDmaFds ?? false,
     mmap: opts.mmap ?? true,
   });
+}
+
+/** "pid 4242 (qemu-system-x86), uid 0, gid 0": the peer of a connection, its command name read
+ * from /proc when it is visible there. */
+export function describePeer(peer: PeerCredentials | null): string {
+  if (!peer) return "peer unknown (not a UNIX socket)";
+  let comm = "";
+  if (peer.pid > 0) {
+    try {
+      comm = ` (${readFileSync(`/proc/${peer.pid}/comm`, "utf8").trim()})`;
+    } catch {
+      // gone already, or in another pid namespace
+    }
+  }
+  const pid = peer.pid > 0 ? `pid ${peer.pid}` : "pid unknown";
+  return `${pid}${comm}, uid ${peer.uid}, gid ${peer.gid}`;
 }

@@ -18,27 +18,38 @@ import {
   type Capabilities,
   Command,
   commandName,
+  describeMessage,
+  describeMessageBytes,
   Errno,
   ErrnoError,
   encodeErrorReply,
   encodeMessage,
   errnoName,
+  FramingError,
   HeaderFlag,
   wantsReply,
 } from "../../protocol/index.ts";
 import type { DeviceModel } from "../device/device.ts";
 import { AddressSpace } from "../iommu/address-space.ts";
 import type { DeviceDma } from "../iommu/dma.ts";
-import type { Connection, ReceivedFrame } from "../transport/connection.ts";
+import { type Connection, PeerNotReadingError, type ReceivedFrame } from "../transport/connection.ts";
 import { RequestEngine } from "../transport/request-engine.ts";
 import { describe, errnoOf, VfuError } from "../util/errors.ts";
 import { closeFds } from "../util/fds.ts";
 import type { Logger } from "../util/log.ts";
+import { RateLimiter } from "../util/rate-limit.ts";
 import { type HandlerResult, handlerFor } from "./dispatch.ts";
 import { createMessagePort, type DmaLayout } from "./handlers/dma-messages.ts";
 import { Limits } from "./limits.ts";
 
 const BATCH_END = Symbol("batch end");
+
+/** Commands whose refusal is the device refusing an access (logged as a warning). */
+const REGION_ACCESSES = new Set<number>([
+  Command.REGION_READ,
+  Command.REGION_WRITE,
+  Command.REGION_WRITE_MULTI,
+]);
 
 export interface SessionOptions {
   log: Logger;
@@ -71,6 +82,9 @@ export class Session {
   #processing = false;
   #closing = false;
   #idle: (() => void) | null = null;
+  readonly #refusals = new RateLimiter(Limits.refusedLogBurst, Limits.refusedLogWindowMs);
+  /** Why this side closed the connection, for the disconnect line. */
+  #closedBy: { why: string; warn: boolean } | null = null;
   readonly ended: Promise<void>;
   #resolveEnded!: () => void;
 
@@ -90,7 +104,7 @@ export class Session {
       timeoutMs: Limits.requestTimeoutMs,
       log: options.log,
       onSend: options.verbose
-        ? (msgId, command, bytes) => this.log.debug(`=> ${commandName(command)} id=${msgId} size=${bytes}`)
+        ? (message) => this.log.debug(`=> ${describeMessageBytes(message, this.#describeWith([]))}`)
         : undefined,
     });
     this.ended = new Promise((resolve) => {
@@ -108,9 +122,15 @@ export class Session {
     return this.clientCaps !== null;
   }
 
-  /** Close the connection; the teardown runs once the command at hand has finished. */
-  close(reason?: Error): void {
-    this.conn.close(reason ?? null);
+  /** Close the connection; the teardown runs once the command at hand has finished. `reason`
+   * goes into the disconnect line: a string for an orderly close (logged as info), an Error for
+   * a client the server had to drop (a warning). */
+  close(reason: string | Error = "closed by the server"): void {
+    if (!this.#closing && this.#closedBy === null) {
+      this.#closedBy =
+        typeof reason === "string" ? { why: reason, warn: false } : { why: reason.message, warn: true };
+    }
+    this.conn.close(null);
   }
 
   #onFrame(frame: ReceivedFrame): void {
@@ -119,6 +139,8 @@ export class Session {
       return;
     }
     if ((frame.header.flags & HeaderFlag.TYPE_MASK) === HeaderFlag.REPLY) {
+      if (this.options.verbose)
+        this.log.debug(`<= ${describeMessage(frame.header, frame.body, this.#describeWith(frame.fds))}`);
       this.#requests.handleReply(frame);
       return;
     }
@@ -178,12 +200,8 @@ export class Session {
   /** Handle one command; returns a promise only when the handler is asynchronous. */
   #handle(frame: ReceivedFrame): Promise<void> | undefined {
     const { header } = frame;
-    if (this.options.verbose) {
-      this.log.debug(
-        `<- ${commandName(header.command)} id=${header.msgId} size=${header.msgSize} flags=0x${header.flags.toString(16)}` +
-          (frame.fds.length ? ` fds=${frame.fds.length}` : ""),
-      );
-    }
+    if (this.options.verbose)
+      this.log.debug(`<- ${describeMessage(header, frame.body, this.#describeWith(frame.fds))}`);
     let result: HandlerResult | Promise<HandlerResult>;
     try {
       // The VERSION rule comes first: a first command that is not VERSION ends the connection
@@ -246,11 +264,7 @@ export class Session {
       );
       fds = result?.fds ?? [];
     }
-    if (this.options.verbose) {
-      this.log.debug(
-        `-> ${commandName(header.command)} id=${header.msgId} size=${message.length}${fds.length ? ` fds=${fds.length}` : ""}`,
-      );
-    }
+    if (this.options.verbose) this.log.debug(`-> ${describeMessageBytes(message, this.#describeWith(fds))}`);
     this.conn.send(message, fds);
   }
 
@@ -259,7 +273,9 @@ export class Session {
     const { header } = frame;
     const errno = errnoOf(err);
     const expected = err instanceof ErrnoError;
-    if (expected) {
+    if (expected && REGION_ACCESSES.has(header.command)) {
+      this.#logRefused(header, errno, describe(err));
+    } else if (expected) {
       this.log.debug(
         `${commandName(header.command)} id=${header.msgId} failed: ${errnoName(errno)}: ${describe(err)}`,
       );
@@ -271,13 +287,25 @@ export class Session {
       );
     }
     if (!wantsReply(header.flags)) return;
-    if (this.options.verbose)
-      this.log.debug(`-> ${commandName(header.command)} id=${header.msgId} error ${errnoName(errno)}`);
-    this.conn.send(encodeErrorReply(header.msgId, header.command, errno));
+    const reply = encodeErrorReply(header.msgId, header.command, errno);
+    if (this.options.verbose) this.log.debug(`-> ${describeMessageBytes(reply)}`);
+    this.conn.send(reply);
+  }
+
+  /** A region access the device refused: a warning with its reason, at most
+   * `Limits.refusedLogBurst` per cause (the reason with its numbers left out) per window. */
+  #logRefused(header: ReceivedFrame["header"], errno: number, reason: string): void {
+    const line = `refused ${commandName(header.command)}: ${errnoName(errno)}: ${reason}`;
+    const cause = line.replace(/0x[0-9a-f]+|\d+/gi, "#");
+    const { allowed, suppressed } = this.#refusals.take(cause, line);
+    if (!allowed) return;
+    const more = suppressed ? ` (${suppressed} more like it not logged)` : "";
+    this.log.warn(
+      `refused ${commandName(header.command)} id=${header.msgId}: ${errnoName(errno)}: ${reason}${more}`,
+    );
   }
 
   #onBrokenStream(err: Error & { errno?: number }, header: ReceivedFrame["header"] | null): void {
-    this.log.warn(`closing the connection: broken stream: ${err.message}`);
     if (header && (header.flags & HeaderFlag.TYPE_MASK) === HeaderFlag.COMMAND && wantsReply(header.flags)) {
       this.conn.send(encodeErrorReply(header.msgId, header.command, err.errno ?? Errno.EINVAL));
     }
@@ -293,15 +321,22 @@ export class Session {
     return this.#requests.request(command, body);
   }
 
+  /** How the verbose lines describe a message of this session. */
+  #describeWith(fds: readonly number[]): { fds: readonly number[]; dmaLayout: DmaLayout } {
+    return { fds, dmaLayout: this.options.dmaLayout };
+  }
+
   // ---- teardown ------------------------------------------------------------------------------
 
   #onClose(err: Error | null): void {
     if (this.#closing) return;
     this.#closing = true;
-    // A connection that ends with an error (a client dropped for not reading its replies, a
-    // broken stream, a reset) is worth a warning; a plain disconnect is not.
-    if (err) this.log.warn(`client connection closed: ${err.message}`);
-    else this.log.info("client disconnected");
+    for (const { count, last } of this.#refusals.drain()) this.log.warn(`${count} more not logged: ${last}`);
+    // An orderly end (the client closed, the server stops) is news; a client that was dropped
+    // or whose stream broke is worth a warning.
+    const { why, warn } = this.#closedBy ?? disconnectReason(err);
+    if (warn) this.log.warn(`client disconnected: ${why}`);
+    else this.log.info(`client disconnected: ${why}`);
     void this.#teardown();
   }
 
@@ -330,4 +365,17 @@ export class Session {
     // `ended` resolves whatever failed above, so the endpoint can serve the next client.
     this.#resolveEnded();
   }
+}
+
+/** What ended a connection the client or the transport closed (`err` null: a clean EOF). */
+function disconnectReason(err: Error | null): { why: string; warn: boolean } {
+  if (err === null) return { why: "the client closed the connection", warn: false };
+  if (err instanceof FramingError) return { why: `broken stream: ${err.message}`, warn: true };
+  if (err instanceof PeerNotReadingError) {
+    return { why: `dropped for not reading its replies: ${err.message}`, warn: true };
+  }
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ECONNRESET") return { why: "the client reset the connection", warn: true };
+  if (code === "EPIPE") return { why: "the client closed the connection while a reply was sent", warn: true };
+  return { why: err.message, warn: true };
 }

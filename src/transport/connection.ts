@@ -5,7 +5,10 @@
 // OWNERSHIP: fds in a received frame belong to the handler of `onFrame`, which keeps or closes
 // each one. Fds given to `send` stay the caller's; they must stay open until the message has
 // been sent (`queuedBytes` back to 0, or the connection closed).
+import type { PeerCredentials } from "../../native/index.ts";
 import type { Frame } from "../../protocol/index.ts";
+
+export type { PeerCredentials };
 
 export interface ReceivedFrame extends Frame {
   /** More fds came with this message than the receiver has room for (MSG_CTRUNC): the kernel
@@ -41,6 +44,16 @@ export interface Connection {
   readonly queuedBytes: number;
   /** A short name for log lines. */
   readonly name: string;
+  /** Who is at the other end (SO_PEERCRED of a UNIX socket); null when the transport cannot say. */
+  peerCredentials?(): PeerCredentials | null;
+}
+
+/** The reason a connection was closed because its peer left too much output unread. */
+export class PeerNotReadingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PeerNotReadingError";
+  }
 }
 
 export interface ConnectionOptions {

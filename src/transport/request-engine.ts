@@ -63,8 +63,8 @@ export interface RequestEngineOptions {
   log?: Logger;
   /** Told of every unexpected reply (its fds already closed). */
   onUnexpected?: (frame: ReceivedFrame, why: string) => void;
-  /** Told of every request as it is sent (verbose tracing). */
-  onSend?: (msgId: number, command: number, bytes: number) => void;
+  /** Told of every request as it is sent, with its bytes (verbose tracing). */
+  onSend?: (message: Uint8Array) => void;
 }
 
 export interface RequestOptions {
@@ -198,7 +198,7 @@ export class RequestEngine {
       });
       this.#arm();
       this.stats.sent++;
-      this.#opts.onSend?.(msgId, command, message.length);
+      this.#opts.onSend?.(message);
       this.conn.send(message, fds);
     });
   }

@@ -7,7 +7,13 @@
 
 import { native, PollEvent, type PollerInstance } from "../../native/index.ts";
 import { closeFds } from "../util/fds.ts";
-import type { Connection, ConnectionHandlers, ConnectionOptions } from "./connection.ts";
+import {
+  type Connection,
+  type ConnectionHandlers,
+  type ConnectionOptions,
+  type PeerCredentials,
+  PeerNotReadingError,
+} from "./connection.ts";
 import { StreamReader } from "./stream-reader.ts";
 
 interface PendingWrite {
@@ -71,6 +77,15 @@ export class SocketConnection implements Connection {
     }
   }
 
+  peerCredentials(): PeerCredentials | null {
+    if (this.#closed) return null;
+    try {
+      return native.peerCredentials(this.#fd);
+    } catch {
+      return null; // the kernel cannot say (the socket is already reset)
+    }
+  }
+
   pause(): void {
     this.#paused = true;
     this.#updateWatch();
@@ -104,9 +119,7 @@ export class SocketConnection implements Connection {
     this.#queuedBytes += w.bytes.length - w.offset;
     if (this.#queuedBytes > this.#opts.maxQueuedBytes) {
       this.close(
-        new Error(
-          `peer is not reading: ${this.#queuedBytes} bytes queued (limit ${this.#opts.maxQueuedBytes})`,
-        ),
+        new PeerNotReadingError(`${this.#queuedBytes} bytes queued (limit ${this.#opts.maxQueuedBytes})`),
       );
       return;
     }

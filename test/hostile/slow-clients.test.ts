@@ -65,8 +65,8 @@ t.test("a client that never reads its replies is dropped once its queue passes t
     // The server may drop us before we are done asking: EPIPE then.
     t.match((err as Error).message, /Broken pipe|reset/i, `dropped after ${sent} requests`);
   }
-  await waitFor(() => /peer is not reading/.test(s.sink.text()), 10_000, "the drop");
-  const line = s.sink.lines.find((l) => /peer is not reading/.test(l.line))!;
+  await waitFor(() => /dropped for not reading its replies/.test(s.sink.text()), 10_000, "the drop");
+  const line = s.sink.lines.find((l) => /dropped for not reading its replies/.test(l.line))!;
   t.equal(line.level, "warn", `logged as a warning: ${line.line}`);
   t.match(line.line, new RegExp(`limit ${Limits.maxQueuedReplyBytes}`), "the line names the limit");
   await waitFor(() => s.endpoints[0]!.session === null, 5000, "the teardown");
