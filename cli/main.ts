@@ -23,6 +23,10 @@ import {
 import { DESCRIBE_HELP, LIST_HELP, MAIN_HELP, parseArgs, SERVE_HELP, UsageError } from "./args.ts";
 import { DeviceLoadError, loadDevice } from "./load-device.ts";
 
+/** The parent this process started with: if it is gone before the parent-death signal is set,
+ * the signal is due at once. */
+const startingParent = process.ppid;
+
 function fail(message: string): never {
   process.stderr.write(`vfu: ${message}\n`);
   process.exit(2);
@@ -73,8 +77,32 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const log = stderrLogger(cmd.logLevel);
-  // Every device is found and loaded, and its options checked, before any socket listens, so a mistake in a later group
-  // leaves nothing behind.
+  // Stop requests are taken from here on: one that comes while devices load or sockets open
+  // closes whatever is served by then.
+  const served: ServedDevice[] = [];
+  const closeAll = () => Promise.all(served.map((s) => s.close()));
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      if (signal !== "SIGINT") return;
+      log.warn("SIGINT again: exiting without waiting for the devices");
+      process.exit(1);
+    }
+    stopping = true;
+    log.info(`${signal}: stopping`);
+    void closeAll().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error(`stopping failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop(signal));
+  if (process.env.npm_lifecycle_event !== undefined) signalOnParentExit("SIGTERM", startingParent);
+
+  // Every device is found and loaded, and its options checked, before any socket listens, so a
+  // mistake in a later group leaves nothing behind.
   const definitions: DeviceDefinition[] = [];
   for (const t of cmd.targets) {
     const def = await loadOrFail(t.device);
@@ -85,8 +113,7 @@ async function main(argv: string[]): Promise<void> {
     }
     definitions.push(def);
   }
-  const served: ServedDevice[] = [];
-  const closeAll = () => Promise.all(served.map((s) => s.close()));
+  if (stopping) return;
   for (const [i, t] of cmd.targets.entries()) {
     const def = definitions[i]!;
     try {
@@ -108,25 +135,6 @@ async function main(argv: string[]): Promise<void> {
       fail(`cannot serve ${def.name} on ${t.socket}: ${(err as Error).message}`);
     }
   }
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      if (signal !== "SIGINT") return;
-      log.warn("SIGINT again: exiting without waiting for the devices");
-      process.exit(1);
-    }
-    stopping = true;
-    log.info(`${signal}: stopping`);
-    void closeAll().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error(`stopping failed: ${(err as Error).message}`);
-        process.exit(1);
-      },
-    );
-  };
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop(signal));
-  if (process.env.npm_lifecycle_event !== undefined) signalOnParentExit("SIGTERM");
 }
 
 async function loadOrFail(device: string): Promise<DeviceDefinition> {

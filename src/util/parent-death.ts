@@ -6,9 +6,9 @@ import { constants } from "node:os";
 import { native } from "../../native/index.ts";
 
 /** Have the kernel send `signal` to this process when its parent exits. If the parent is already
- * gone (this process was reparented before the request took effect), the signal is sent now. */
-export function signalOnParentExit(signal: NodeJS.Signals): void {
-  const parent = process.ppid;
+ * gone (this process is no longer the child of `parent`, the pid it started with), the signal is
+ * sent now. */
+export function signalOnParentExit(signal: NodeJS.Signals, parent: number = process.ppid): void {
   native.setParentDeathSignal(constants.signals[signal]);
   if (process.ppid !== parent) process.kill(process.pid, signal);
 }

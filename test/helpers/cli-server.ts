@@ -34,7 +34,8 @@ export interface CliServer {
 }
 
 /**
- * Start `vfu serve <device> --socket <dir>/<device>.sock …args`; `args(dir)` may name files in
+ * Start `vfu serve <device> --socket <dir>/<device>.sock …args` (<device> a built-in name or a
+ * device file, relative to the repository); `args(dir)` may name files in
  * the directory (a control FIFO, a PNG). Resolves once the socket exists, with one assertion that
  * the process is still running (its stderr attached when not).
  */
@@ -43,8 +44,10 @@ export async function startCliServer(
   device: string,
   args: (dir: string) => string[] = () => [],
 ): Promise<CliServer> {
-  const dir = mkdtempSync(path.join(tmpdir(), `vfu-cli-${device}-`));
-  const socketPath = path.join(dir, `${device}.sock`);
+  // A device file (./examples/counter.mjs) names its socket after the file.
+  const name = path.basename(device).replace(/\.[cm]?[jt]s$/, "");
+  const dir = mkdtempSync(path.join(tmpdir(), `vfu-cli-${name}-`));
+  const socketPath = path.join(dir, `${name}.sock`);
   const child = spawn(process.execPath, [vfuPath, "serve", device, "--socket", socketPath, ...args(dir)], {
     cwd: repoRoot,
     stdio: ["ignore", "ignore", "pipe"],

@@ -247,3 +247,21 @@ t.test("dup gives a second fd for the same open file", (t) => {
   t.throws(() => native.dup(fd), { code: "EBADF", syscall: "fcntl" });
   t.end();
 });
+
+t.test("peerCredentials: the pid, uid and gid at the other end (SO_PEERCRED)", (t) => {
+  const [a, b] = pair(t);
+  const me = { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() };
+  t.same(native.peerCredentials(a), me);
+  t.same(native.peerCredentials(b), me);
+  const efd = native.eventfd(0);
+  t.teardown(() => native.close(efd));
+  t.throws(() => native.peerCredentials(efd), { code: "ENOTSOCK", syscall: "getsockopt" }, "not a socket");
+  t.throws(() => native.peerCredentials(-1), { code: "ERR_OUT_OF_RANGE" });
+  t.end();
+});
+
+t.test("setParentDeathSignal takes a signal number and 0 to clear", (t) => {
+  t.doesNotThrow(() => native.setParentDeathSignal(0));
+  t.throws(() => native.setParentDeathSignal(65), { code: "ERR_OUT_OF_RANGE" });
+  t.end();
+});
