@@ -3,9 +3,9 @@
 //
 // TypeScript files (.ts, .mts, .cts) need a loader on Node 20. When this CLI runs from its own
 // sources a loader is already active (these very files are .ts). Otherwise tsx's loader is
-// registered in this process, found from the device file's folder first (the user's project),
-// then from this package; without tsx the error says what to install.
-import { existsSync } from "node:fs";
+// registered in this process, found beside this package (the user's project) or from the device
+// file's folder; without tsx the error says what to install.
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -42,7 +42,7 @@ export async function loadDevice(arg: string, cwd = process.cwd()): Promise<Devi
   }
   const file = path.resolve(cwd, arg);
   if (!existsSync(file)) throw new DeviceLoadError(`${arg}: no such file`);
-  if (TYPESCRIPT.test(file)) registerTypeScript(arg, file);
+  if (TYPESCRIPT.test(file)) await registerTypeScript(arg, file);
   let mod: { default?: unknown };
   try {
     mod = await import(pathToFileURL(file).href);
@@ -72,21 +72,39 @@ function isDefinition(v: unknown): v is DeviceDefinition {
 
 let typeScriptReady = import.meta.url.endsWith(".ts");
 
-function registerTypeScript(arg: string, file: string): void {
-  if (typeScriptReady) return;
-  for (const from of [file, import.meta.url]) {
-    let api: { register(): unknown };
-    try {
-      api = createRequire(from)("tsx/esm/api");
-    } catch {
-      continue;
-    }
-    api.register();
-    typeScriptReady = true;
-    return;
+type TsxApi = { register(): unknown };
+
+/** tsx's ESM API: from this package's own place first (a project that installs both resolves the
+ * project's tsx from there), then from the device file's folder (vfu installed elsewhere), by
+ * the ESM entry its package.json exports. */
+async function findTsx(file: string): Promise<TsxApi | null> {
+  try {
+    return (await import("tsx/esm/api")) as TsxApi;
+  } catch {}
+  try {
+    const require = createRequire(file);
+    const pkgPath = require.resolve("tsx/package.json");
+    const pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as {
+      exports?: Record<string, { import?: string | { default?: string } }>;
+    };
+    const entry = pkg.exports?.["./esm/api"]?.import;
+    const rel = typeof entry === "string" ? entry : entry?.default;
+    if (!rel) return null;
+    return (await import(pathToFileURL(path.join(path.dirname(pkgPath), rel)).href)) as TsxApi;
+  } catch {
+    return null;
   }
-  throw new DeviceLoadError(
-    `${arg} is TypeScript, which Node runs through a loader: install tsx in your project ` +
-      '("npm install --save-dev tsx") or compile the device to JavaScript (.mjs)',
-  );
+}
+
+async function registerTypeScript(arg: string, file: string): Promise<void> {
+  if (typeScriptReady) return;
+  const tsx = await findTsx(file);
+  if (!tsx) {
+    throw new DeviceLoadError(
+      `${arg} is TypeScript, which Node runs through a loader: install tsx in your project ` +
+        '("npm install --save-dev tsx") or compile the device to JavaScript (.mjs)',
+    );
+  }
+  tsx.register();
+  typeScriptReady = true;
 }

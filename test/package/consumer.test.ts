@@ -4,7 +4,8 @@
 // without loading the addon), a strict TypeScript file type-checks against its .d.ts files with
 // skipLibCheck off (with @types/node, as in any TypeScript project for Node), `vfu list` runs, `vfu serve ./counter.mjs` serves the
 // plain-JavaScript example and a client in that project reads its config space, SIGTERM to npx's
-// own PID stops the server, and a TypeScript device file without tsx gets a message naming it.
+// own PID stops the server, and a TypeScript device file gets a message naming tsx until tsx is
+// installed in the project, then it is served too.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   copyFileSync,
@@ -210,9 +211,9 @@ t.test("vfu serve ./counter.mjs: a client in the project reads its config space"
 import { PciRegion } from "vfio-user-node/protocol";
 const client = await VfioUserClient.connect(process.argv[2]);
 const id = await client.regionRead32(PciRegion.CONFIG, 0);
-const limit = await client.regionRead32(PciRegion.BAR0, 8);
+const reg8 = await client.regionRead32(PciRegion.BAR0, 8);
 client.close();
-console.log(JSON.stringify({ vendor: id & 0xffff, device: id >>> 16, limit }));
+console.log(JSON.stringify({ vendor: id & 0xffff, device: id >>> 16, reg8 }));
 `,
   );
   const socket = path.join(tmp, "counter.sock");
@@ -230,7 +231,7 @@ console.log(JSON.stringify({ vendor: id & 0xffff, device: id >>> 16, limit }));
   await waitFor(() => existsSync(socket) || server.exitCode !== null, 60_000, "the socket");
   const r = run(process.execPath, ["read-config.mjs", socket], project);
   t.equal(r.status, 0, "node read-config.mjs", { stderr: r.stderr, log });
-  t.same(JSON.parse(r.stdout), { vendor: 0x1234, device: 0x0c01, limit: 7 });
+  t.same(JSON.parse(r.stdout), { vendor: 0x1234, device: 0x0c01, reg8: 7 });
   server.kill("SIGTERM");
   t.equal(await exitOf(server), 0, "SIGTERM stops it");
   t.notOk(existsSync(socket), "and removes its socket");
@@ -264,3 +265,36 @@ t.test("a TypeScript device file without tsx in the project: a message naming wh
     /vfu: \.\/ticker\.ts is TypeScript, .*install tsx in your project \("npm install --save-dev tsx"\)/,
   );
 });
+
+t.test(
+  "with tsx installed in the project, vfu serve ./ticker.ts serves the TypeScript example",
+  async (t) => {
+    const install = run(
+      "npm",
+      ["install", "--save-dev", "tsx@^4", "--prefer-offline", "--no-audit", "--no-fund"],
+      project,
+    );
+    t.equal(install.status, 0, "npm install tsx", { stderr: install.stderr });
+    const socket = path.join(tmp, "ticker.sock");
+    const server = spawn(
+      path.join(project, "node_modules", ".bin", "vfu"),
+      ["serve", "./ticker.ts", "--socket", socket],
+      {
+        cwd: project,
+        env,
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
+    let log = "";
+    server.stderr!.on("data", (d) => {
+      log += d;
+    });
+    t.teardown(() => server.kill("SIGKILL"));
+    await waitFor(() => existsSync(socket) || server.exitCode !== null, 60_000, "the socket");
+    const r = run(process.execPath, ["read-config.mjs", socket], project);
+    t.equal(r.status, 0, "node read-config.mjs", { stderr: r.stderr, log });
+    t.same(JSON.parse(r.stdout), { vendor: 0x1234, device: 0x0c02, reg8: 0 });
+    server.kill("SIGTERM");
+    t.equal(await exitOf(server), 0);
+  },
+);
