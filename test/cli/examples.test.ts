@@ -1,10 +1,12 @@
 // The examples a device author starts from, each served by `vfu serve <file>` as its own process
 // and driven by the client: examples/counter.mjs (plain JavaScript) and examples/ticker.ts
 // (TypeScript), both importing the package by its name; then both and a built-in in one process.
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import t from "tap";
 import { TickerReg } from "../../examples/ticker.ts";
 import { IrqSetFlag, PciIrq, PciRegion, VfioUserClient } from "../../src/index.ts";
-import { startCliServer } from "../helpers/cli-server.ts";
+import { repoRoot, startCliServer } from "../helpers/cli-server.ts";
 
 const Counter = { COUNT: 0x0, ADD: 0x4, LIMIT: 0x8, CLEAR: 0xc } as const;
 
@@ -72,4 +74,18 @@ t.test("device files and built-in names mix in one process", async (t) => {
     c.close();
   }
   t.equal(await srv.stop(), 0);
+});
+
+t.test("the README's walkthrough shows examples/counter.mjs as it is", async (t) => {
+  const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
+  const from = readme.indexOf("Write the device, `counter.mjs`");
+  const block = readme.slice(
+    readme.indexOf("```js\n", from) + 6,
+    readme.indexOf("```\n", readme.indexOf("```js\n", from) + 6),
+  );
+  const example = readFileSync(path.join(repoRoot, "examples", "counter.mjs"), "utf8").replace(
+    /^(\/\/.*\n)+/,
+    "",
+  );
+  t.equal(block, example);
 });
