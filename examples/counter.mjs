@@ -24,9 +24,17 @@ export default definePciDevice({
   bars: [{ index: 0, kind: "memory", size: 0x1000, accessSizes: [4] }],
   capabilities: { msi: { vectors: 1, is64: true } },
   interrupts: { intx: true },
-  options: { limit: { description: "count at which to interrupt", default: "10" } },
+  options: {
+    limit: {
+      kind: "integer",
+      min: 1,
+      max: 0xffffffff,
+      default: 10,
+      description: "count at which to interrupt",
+    },
+  },
   create(ctx) {
-    const limit = Number(ctx.options.limit);
+    const limit = ctx.options.limit;
     let count = 0;
     return {
       bars: {

@@ -127,7 +127,7 @@ t.test("a strict TypeScript consumer: the check starts (its result is awaited la
   type DeviceDefinition,
   definePciDevice,
   leValue,
-  type PciDeviceContext,
+  type PciDeviceBehaviour,
   type ServedDevice,
   serve,
 } from "vfio-user-node";
@@ -139,19 +139,20 @@ const counter: DeviceDefinition = definePciDevice({
   summary: "a counter",
   ids: { vendor: 0x1234, device: 0x0c01, subsystemVendor: 0x1234, subsystem: 0, classCode: 0xff0000, revision: 1 },
   bars: [{ index: 0, kind: "memory", size: 0x1000, accessSizes: [4] }],
-  options: { limit: { description: "limit", default: "10" } },
-  create(ctx: PciDeviceContext) {
+  options: { limit: { kind: "integer", min: 1, max: 100, default: 10, description: "limit" } },
+  create(ctx) {
     let count = 0;
-    return {
+    const behaviour: PciDeviceBehaviour = {
       bars: {
         0: {
-          read: (offset: number): number => (offset === 0 ? count : Number(ctx.options.limit)),
+          read: (offset: number): number => (offset === 0 ? count : ctx.options.limit),
           write: (_offset: number, data: Uint8Array): void => {
             count += leValue(data);
           },
         },
       },
     };
+    return behaviour;
   },
 });
 
